@@ -1,0 +1,121 @@
+"""Input checks for the alignment tools: every bad input gets one clear error here.
+
+Inputs are never modified: the arrays returned may be the caller's own (when already float64),
+so nothing downstream writes into them.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from .._backend import get_array_module
+
+MIN_STIMULI = 2
+
+
+def _to_array(a, xp, what: str):
+    """Array-like (numpy, cupy, DataFrame, nested lists) -> float64 array of ``xp``."""
+    if isinstance(a, (pd.DataFrame, pd.Series)):
+        a = a.to_numpy()
+    dtype = getattr(a, "dtype", None)
+    if dtype is not None and (dtype == object or dtype.kind in "USVc"):
+        raise TypeError(f"{what} must hold real numbers; got dtype {dtype}.")
+    try:
+        return xp.asarray(a, dtype=xp.float64)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"{what} could not be read as a float array: {exc}") from exc
+
+
+def as_matrix(a, what: str, xp=None, n_units: int | None = None):
+    """Check one representation and return it as a float64 (n, d) array of ``xp``.
+
+    Parameters
+    ----------
+    a : array-like (n, d), numpy or cupy or DataFrame.
+    what : how errors name the array, e.g. "model 'vgg'".
+    xp : numpy or cupy; defaults to the module of ``a``.
+    n_units : expected d, if known (e.g. when transforming new stimuli of a fitted model).
+    """
+    xp = get_array_module(a) if xp is None else xp
+    arr = _to_array(a, xp, what)
+    if arr.ndim == 1:
+        raise ValueError(f"{what} is 1-D (shape {arr.shape}); each model must be a 2-D array "
+                         "(n_stimuli, n_units): use X.reshape(-1, 1) for a single unit.")
+    if arr.ndim != 2:
+        raise ValueError(f"{what} must be a 2-D array (n_stimuli, n_units); got shape {arr.shape}. "
+                         "Flatten trailing axes first, e.g. X.reshape(len(X), -1).")
+    if arr.shape[0] == 0 or arr.shape[1] == 0:
+        raise ValueError(f"{what} is empty (shape {arr.shape}).")
+    if n_units is not None and arr.shape[1] != n_units:
+        raise ValueError(f"{what} has {arr.shape[1]} units but was fitted with {n_units}; pass "
+                         "the same units (columns) in the same order.")
+    finite = xp.isfinite(arr)
+    if not bool(finite.all()):
+        n_nan = int(xp.isnan(arr).sum())
+        n_inf = int((~finite).sum()) - n_nan
+        raise ValueError(f"{what} contains {n_nan} NaN and {n_inf} infinite values; drop or impute "
+                         "those stimuli/units before aligning.")
+    return arr
+
+
+def as_models(models, min_models: int = 2):
+    """Check K representations of the same n stimuli.
+
+    Parameters
+    ----------
+    models : list/tuple of K array-likes (n, d_k), dict name -> array-like (n, d_k), or one array
+        (K, n, d). numpy or cupy (or pandas DataFrames); d_k may differ between models.
+    min_models : smallest K accepted.
+
+    Returns
+    -------
+    arrays : list of K float64 arrays (n, d_k), numpy, or cupy when any input is cupy.
+    names : list of K str (dict keys, else ``model_0 ... model_{K-1}``).
+    stimuli : pandas.Index of n labels (the first DataFrame's index, else 0 .. n-1).
+    """
+    if isinstance(models, dict):
+        names, arrays = [str(k) for k in models], list(models.values())
+    elif hasattr(models, "ndim") and hasattr(models, "shape"):
+        if models.ndim != 3:
+            raise ValueError(f"models given as one array must be 3-D (n_models, n_stimuli, n_units); "
+                             f"got shape {models.shape}. Pass a list of 2-D arrays instead.")
+        arrays = list(models)
+        names = [f"model_{k}" for k in range(len(arrays))]
+    elif isinstance(models, (list, tuple)):
+        arrays = list(models)
+        names = [f"model_{k}" for k in range(len(arrays))]
+    else:
+        raise TypeError("models must be a list (or dict name -> array) of 2-D arrays "
+                        f"(n_stimuli, n_units); got {type(models).__name__}.")
+    if len(arrays) < min_models:
+        raise ValueError(f"alignment needs at least {min_models} models; got {len(arrays)}. Pass a "
+                         "list (or dict) of arrays of shape (n_stimuli, n_units), one per model.")
+    if len(set(names)) != len(names):
+        raise ValueError(f"model names must be unique; got {names}.")
+    stimuli = next((a.index for a in arrays if isinstance(a, (pd.DataFrame, pd.Series))), None)
+    xp = get_array_module(*arrays)
+    arrays = [as_matrix(a, f"model {name!r}", xp) for name, a in zip(names, arrays)]
+    rows = {name: a.shape[0] for name, a in zip(names, arrays)}
+    if len(set(rows.values())) > 1:
+        raise ValueError("all models must describe the same stimuli (one row per stimulus, same "
+                         f"order), but their numbers of rows differ: {rows}.")
+    n = arrays[0].shape[0]
+    if n < MIN_STIMULI:
+        raise ValueError(f"alignment needs at least {MIN_STIMULI} stimuli; got {n}.")
+    stimuli = pd.RangeIndex(n, name="stimulus") if stimuli is None else pd.Index(stimuli)
+    return arrays, names, stimuli
+
+
+def as_index(idx, n: int, what: str) -> np.ndarray:
+    """Integer indices or a boolean mask over n stimuli -> sorted-as-given int64 numpy indices."""
+    idx = np.asarray(idx)
+    if idx.dtype == bool:
+        if idx.shape != (n,):
+            raise ValueError(f"{what} as a boolean mask must have length {n}; got shape {idx.shape}.")
+        idx = np.flatnonzero(idx)
+    if idx.ndim != 1 or idx.size == 0 or idx.dtype.kind not in "iu":
+        raise ValueError(f"{what} must be a non-empty 1-D array of integer indices (or a boolean "
+                         f"mask); got dtype {idx.dtype}, shape {idx.shape}.")
+    if idx.min() < -n or idx.max() >= n:
+        raise ValueError(f"{what} has indices outside 0..{n - 1}.")
+    return idx.astype(np.int64) % n

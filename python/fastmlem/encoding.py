@@ -1,0 +1,168 @@
+"""Input checking and encoding: theoretical features -> numeric matrix, neural data -> 2-D array.
+
+Every estimator goes through these two functions, so every bad input gets the same clear error.
+Inputs are never modified: each function returns new arrays.
+"""
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+import pandas as pd
+
+MIN_STIMULI = 3
+
+
+def _is_numeric_series(s: pd.Series) -> bool:
+    dtype = s.dtype
+    if isinstance(dtype, pd.CategoricalDtype) or pd.api.types.is_bool_dtype(dtype):
+        return False
+    return pd.api.types.is_numeric_dtype(dtype)
+
+
+def _check_finite_or_nan(a: np.ndarray, what: str) -> None:
+    if np.isinf(a).any():
+        raise ValueError(f"{what} contains infinite values; replace them (or drop those stimuli) "
+                         "before fitting.")
+
+
+def encode_features(X, feature_names=None, *, precomputed: bool = False):
+    """Encode theoretical features as a float64 matrix whose pairwise |differences| are distances.
+
+    Parameters
+    ----------
+    X : pandas.DataFrame (n, m) or array-like (n, m); (n, n, m) feature distances if ``precomputed``.
+        DataFrame columns: numeric columns are min-max scaled to [0, 1]; categorical, string,
+        object and bool columns become integer category codes (missing -> NaN), so two stimuli
+        are at distance 1 when they differ and 0 when they agree. Arrays are taken as numeric.
+    feature_names : sequence of m str, optional. Defaults to the DataFrame's columns or
+        ``feature_0 ... feature_{m-1}``.
+    precomputed : bool. X holds per-feature distance matrices (n, n, m).
+
+    Returns
+    -------
+    X_enc : float64 array (n, m) (or (n, n, m) when precomputed), NaN where a value is missing.
+    names : list of m str.
+    """
+    if isinstance(X, pd.Series):
+        X = X.to_frame()
+    if isinstance(X, pd.DataFrame):
+        if X.shape[0] == 0 or X.shape[1] == 0:
+            raise ValueError(f"the feature table is empty (shape {X.shape}); it needs at least "
+                             f"{MIN_STIMULI} stimuli (rows) and one feature (column).")
+        if precomputed:
+            raise TypeError("distance='precomputed' needs X as an array of per-feature distance "
+                            "matrices of shape (n, n, m), not a DataFrame.")
+        names = [str(c) for c in X.columns] if feature_names is None else [str(f) for f in feature_names]
+        cols = []
+        for name, (_, s) in zip(names, X.items()):
+            if _is_numeric_series(s):
+                v = s.to_numpy(dtype=np.float64, na_value=np.nan)
+                _check_finite_or_nan(v, f"feature {name!r}")
+                finite = v[~np.isnan(v)]
+                lo, hi = (finite.min(), finite.max()) if finite.size else (0.0, 0.0)
+                cols.append((v - lo) / (hi - lo) if hi > lo else v - lo)
+            else:
+                codes = pd.Categorical(s).codes.astype(np.float64)  # pandas >= 3 strings included
+                codes[codes < 0] = np.nan
+                cols.append(codes)
+        X_enc = np.column_stack(cols)
+    else:
+        X_enc = _as_float_array(X, "X (features)")
+        if precomputed:
+            if X_enc.ndim == 2 and X_enc.shape[0] == X_enc.shape[1]:
+                X_enc = X_enc[:, :, None]
+            if X_enc.ndim != 3 or X_enc.shape[0] != X_enc.shape[1]:
+                raise ValueError("with distance='precomputed', X must hold per-feature distance "
+                                 f"matrices of shape (n, n, m); got shape {X_enc.shape}.")
+        else:
+            if X_enc.ndim == 1:
+                X_enc = X_enc[:, None]
+            if X_enc.ndim != 2:
+                raise ValueError(f"X must be 2-D (n_stimuli, n_features); got shape {X_enc.shape}. "
+                                 "For per-feature distance matrices use distance='precomputed'.")
+        if X_enc.shape[0] == 0 or X_enc.shape[-1] == 0:
+            raise ValueError(f"X is empty (shape {X_enc.shape}).")
+        _check_finite_or_nan(X_enc, "X (features)")
+        m = X_enc.shape[-1]
+        names = [f"feature_{k}" for k in range(m)] if feature_names is None else [str(f) for f in feature_names]
+    if len(names) != X_enc.shape[-1]:
+        raise ValueError(f"got {len(names)} feature names for {X_enc.shape[-1]} features.")
+    if len(set(names)) != len(names):
+        raise ValueError(f"feature names must be unique; got {names}.")
+    if X_enc.shape[0] < MIN_STIMULI:
+        raise ValueError(f"MLEM needs at least {MIN_STIMULI} stimuli; got {X_enc.shape[0]}.")
+    _check_not_constant(X_enc, names)
+    return X_enc, names
+
+
+def _check_not_constant(X_enc, names):
+    flat = X_enc.reshape(-1, X_enc.shape[-1])
+    for k, name in enumerate(names):
+        finite = flat[:, k][~np.isnan(flat[:, k])]
+        if finite.size == 0 or finite.max() == finite.min():
+            raise ValueError(f"feature {name!r} is constant across all stimuli, so it cannot explain "
+                             "any neural distance; drop that column.")
+
+
+def _as_float_array(a, what: str) -> np.ndarray:
+    """Array-like -> numpy float array (float32 and float64 kept, others -> float64)."""
+    if hasattr(a, "__cuda_array_interface__") and not isinstance(a, np.ndarray):
+        raise TypeError(f"{what} is a GPU array; pass numpy arrays here, or use device='cuda' "
+                        "with the CUDA module installed.")
+    arr = np.asarray(a)
+    if arr.dtype == object or arr.dtype.kind in "USV":
+        raise TypeError(f"{what} must be numeric; got dtype {arr.dtype}. Encode strings with a "
+                        "pandas DataFrame (categorical columns) instead.")
+    if arr.dtype.kind == "c":
+        raise TypeError(f"{what} must be real-valued; got complex dtype {arr.dtype}.")
+    if arr.dtype not in (np.float32, np.float64):
+        arr = arr.astype(np.float64)
+    return arr
+
+
+def prepare_representations(Y, n: int, *, precomputed: bool = False) -> np.ndarray:
+    """Check neural data and return a C-contiguous float32/float64 array.
+
+    Parameters
+    ----------
+    Y : array-like or DataFrame (n, ...) of representations (any trailing shape, flattened to
+        (n, h)); or (n, n) neural distances when ``precomputed``.
+    n : expected number of stimuli.
+
+    Returns
+    -------
+    array (n, h) (or (n, n)), float32 if the input was float32, else float64.
+    """
+    if isinstance(Y, (pd.DataFrame, pd.Series)):
+        Y = Y.to_numpy()
+    Y = _as_float_array(Y, "Y (neural representations)")
+    if Y.ndim == 0 or Y.shape[0] != n:
+        got = "a scalar" if Y.ndim == 0 else f"{Y.shape[0]} rows"
+        raise ValueError(f"X describes {n} stimuli but Y has {got}; both must have one row per stimulus.")
+    if not np.isfinite(Y).all():
+        raise ValueError("Y (neural representations) contains NaN or infinite values; remove or "
+                         "impute them before fitting.")
+    if precomputed:
+        if Y.shape != (n, n):
+            raise ValueError(f"with distance='precomputed', Y must be an (n, n) distance matrix; got {Y.shape}.")
+        if not np.allclose(Y, Y.T, rtol=1e-5, atol=1e-8 * max(1.0, float(np.abs(Y).max()))):
+            raise ValueError("with distance='precomputed', Y must be a symmetric distance matrix; "
+                             "symmetrise it, e.g. (Y + Y.T) / 2.")
+        return np.ascontiguousarray(Y)
+    Y = Y.reshape(n, -1) if Y.ndim != 1 else Y[:, None]
+    if Y.shape[1] == 0:
+        raise ValueError("Y has no dimensions per stimulus.")
+    return np.ascontiguousarray(Y)
+
+
+def interaction_names(names):
+    """Names of the lower-triangle interaction columns (a >= b, row-major): 'A', 'B x A', 'B', ..."""
+    return [names[a] if a == b else f"{names[a]} x {names[b]}" for a, b in zip(*np.tril_indices(len(names)))]
+
+
+def check_positive_int(value, name: str, minimum: int = 1) -> int:
+    """Return ``value`` as int, or raise a clear error if it is not an integer >= minimum."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}; got {value!r}.")
+    return int(value)

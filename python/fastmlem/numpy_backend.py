@@ -1,0 +1,312 @@
+"""Plain numpy/scipy twins of every compiled kernel.
+
+They define what each kernel computes, serve as the oracle in the tests, and are the "pure numpy
+implementation of the same algorithm" the benchmarks compare against. Same names and signatures
+as :mod:`fastmlem.ops`. Slow on purpose: clarity over speed.
+"""
+from __future__ import annotations
+
+import numpy as np
+from scipy.spatial.distance import cdist, pdist
+from scipy.stats import rankdata
+
+_U64 = np.uint64
+_MASK32 = _U64(0xFFFFFFFF)
+
+
+# ---------------------------------------------------------------- random numbers and pairs ---
+def splitmix64(x: np.ndarray) -> np.ndarray:
+    """SplitMix64 finaliser of uint64 array x (wrapping arithmetic)."""
+    with np.errstate(over="ignore"):
+        z = x + _U64(0x9E3779B97F4A7C15)
+        z = (z ^ (z >> _U64(30))) * _U64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> _U64(27))) * _U64(0x94D049BB133111EB)
+        return z ^ (z >> _U64(31))
+
+
+def stream_key(seed: int, stream: int) -> np.uint64:
+    """Key of one random stream: every (seed, stream) gives an independent counter sequence."""
+    s = splitmix64(np.array([seed & 0xFFFFFFFFFFFFFFFF], dtype=_U64))
+    with np.errstate(over="ignore"):
+        return splitmix64(s ^ np.array([stream & 0xFFFFFFFFFFFFFFFF], dtype=_U64) * _U64(0xD1B54A32D192ED03))[0]
+
+
+def random_bits(seed: int, stream: int, size: int) -> np.ndarray:
+    """uint64 (size,): counter-based random numbers, bits[k] = splitmix64(key(seed, stream) + k)."""
+    with np.errstate(over="ignore"):
+        return splitmix64(stream_key(seed, stream) + np.arange(size, dtype=_U64))
+
+
+def sample_pairs(n: int, size: int, seed: int, stream: int = 0):
+    """Pairs (i, j) drawn uniformly with replacement from [0, n)^2 (i == j allowed, as in MLEM).
+
+    Returns two int64 arrays (size,). i uses the high 32 bits, j the low 32 bits, each mapped to
+    [0, n) by a multiply-shift.
+    """
+    h = random_bits(seed, stream, size)
+    i = ((h >> _U64(32)) * _U64(n)) >> _U64(32)
+    j = ((h & _MASK32) * _U64(n)) >> _U64(32)
+    return i.astype(np.int64), j.astype(np.int64)
+
+
+def random_permutations(size: int, count: int, seed: int, stream: int = 0) -> np.ndarray:
+    """int64 (count, size): permutation r of range(size) = argsort of random keys (ties by index)."""
+    keys = random_bits(seed, stream, size * count).reshape(count, size)
+    return np.argsort(keys, axis=1, kind="stable")
+
+
+def all_pairs(n: int):
+    """All pairs i < j in condensed (row-major upper-triangle) order: two int64 arrays."""
+    i, j = np.triu_indices(n, 1)
+    return i.astype(np.int64), j.astype(np.int64)
+
+
+# ---------------------------------------------------------------------- feature distances ---
+def feature_distances(X: np.ndarray, i: np.ndarray, j: np.ndarray, interactions: bool = False,
+                      nan_to_num: float = 0.0) -> np.ndarray:
+    """Predictor rows of the sampled pairs.
+
+    X: (n, m) encoded features; i, j: (B,). d_k = clip(|x_ik - x_jk|, 0, 1), NaN -> nan_to_num.
+    Returns (B, m) squared distances d_k**2, or with interactions (B, m(m+1)/2) products d_a*d_b
+    for a >= b in row-major lower-triangle order.
+    """
+    d = np.clip(np.nan_to_num(np.abs(X[i] - X[j]), nan=nan_to_num), 0.0, 1.0)
+    if interactions:
+        a, b = np.tril_indices(X.shape[1])
+        return d[:, a] * d[:, b]
+    return d * d
+
+
+def feature_distances_precomputed(X: np.ndarray, i, j, interactions=False, nan_to_num=0.0):
+    """As :func:`feature_distances` for per-feature distance matrices X (n, n, m)."""
+    d = np.clip(np.nan_to_num(X[i, j], nan=nan_to_num), 0.0, 1.0)
+    if interactions:
+        a, b = np.tril_indices(X.shape[2])
+        return d[:, a] * d[:, b]
+    return d * d
+
+
+# ------------------------------------------------------------------------ neural distances ---
+METRICS = ("euclidean", "manhattan", "cosine", "norm_diff")
+
+
+def neural_distances(Y: np.ndarray, i: np.ndarray, j: np.ndarray, metric: str = "euclidean") -> np.ndarray:
+    """Distances between rows Y[i] and Y[j] (B,), float64. Cosine of a zero row counts as 1."""
+    a, b = Y[i].astype(np.float64), Y[j].astype(np.float64)
+    if metric == "euclidean":
+        return np.sqrt(((a - b) ** 2).sum(1))
+    if metric == "manhattan":
+        return np.abs(a - b).sum(1)
+    if metric == "cosine":
+        na, nb = np.linalg.norm(a, axis=1), np.linalg.norm(b, axis=1)
+        den = na * nb
+        return 1.0 - np.divide((a * b).sum(1), den, out=np.zeros_like(den), where=den > 0)
+    if metric == "norm_diff":
+        return np.abs(np.linalg.norm(a, axis=1) - np.linalg.norm(b, axis=1))
+    raise ValueError(f"unknown metric {metric!r}")
+
+
+def condensed_rdm(Y: np.ndarray, metric: str = "euclidean") -> np.ndarray:
+    """Condensed neural RDM (n(n-1)/2,), order of :func:`all_pairs`."""
+    i, j = all_pairs(Y.shape[0])
+    if metric in ("euclidean", "cosine"):
+        d = pdist(Y.astype(np.float64), "cityblock" if metric == "manhattan" else metric)
+        return np.nan_to_num(d, nan=1.0) if metric == "cosine" else d
+    return neural_distances(Y, i, j, metric)
+
+
+def rdm_lookup(D: np.ndarray, n: int, i: np.ndarray, j: np.ndarray) -> np.ndarray:
+    """Entries (i, j) of a condensed RDM D (0 on the diagonal)."""
+    lo, hi = np.minimum(i, j), np.maximum(i, j)
+    k = n * lo - lo * (lo + 1) // 2 + hi - lo - 1
+    return np.where(lo == hi, 0.0, D[np.where(lo == hi, 0, k)])
+
+
+# -------------------------------------------------------------------------- parametrisations ---
+def softplus(x):
+    return np.logaddexp(0.0, x)
+
+
+def sigmoid(x):
+    return 0.5 * (1.0 + np.tanh(0.5 * x))
+
+
+def weights(params: np.ndarray, m: int, kind: str) -> np.ndarray:
+    """Weights of the predictor columns from raw parameters.
+
+    kind 'diag': w = softplus(v) / ||softplus(v)||_2 (m,).
+    kind 'spd' : W = L L^T / ||L L^T||_F with L lower-triangular from params (row-major tril),
+                 softplus on its diagonal; returns the lower triangle of W (m(m+1)/2,).
+    kind 'free': w = params / ||params||_2 (unconstrained; FR-RSA-I when over interaction columns).
+    """
+    if kind == "diag":
+        u = softplus(params)
+        return u / np.linalg.norm(u)
+    if kind == "free":
+        return params / np.linalg.norm(params)
+    if kind == "spd":
+        a, b = np.tril_indices(m)
+        L = np.zeros((m, m))
+        L[a, b] = params
+        L[np.diag_indices(m)] = softplus(np.diag(L))
+        W = L @ L.T
+        return (W / np.linalg.norm(W))[a, b]
+    raise ValueError(kind)
+
+
+def weights_vjp(params: np.ndarray, m: int, kind: str, grad_w: np.ndarray) -> np.ndarray:
+    """Gradient w.r.t. params of <grad_w, weights(params)> (analytic)."""
+    if kind in ("diag", "free"):
+        u = softplus(params) if kind == "diag" else params
+        nrm = np.linalg.norm(u)
+        w = u / nrm
+        g = (grad_w - w * (w @ grad_w)) / nrm
+        return g * sigmoid(params) if kind == "diag" else g
+    a, b = np.tril_indices(m)
+    L = np.zeros((m, m))
+    L[a, b] = params
+    raw_diag = np.diag(L).copy()
+    L[np.diag_indices(m)] = softplus(raw_diag)
+    M = L @ L.T
+    nrm = np.linalg.norm(M)
+    W = M / nrm
+    G = np.zeros((m, m))
+    G[a, b] = grad_w
+    gM = (G - W * np.sum(G * W)) / nrm
+    gL = np.tril((gM + gM.T) @ L)
+    gL[np.diag_indices(m)] *= sigmoid(raw_diag)
+    return gL[a, b]
+
+
+# --------------------------------------------------------------------------------- soft rank ---
+def _pav_decreasing(y: np.ndarray, w: np.ndarray, regularization: str):
+    """Isotonic regression onto non-increasing sequences by Pool-Adjacent-Violators.
+
+    l2: argmin ||v - (y - w)||^2; kl: block value logsumexp(y_B) - logsumexp(w_B).
+    Returns (v, block_starts) with the pooled blocks recorded.
+    """
+    starts, vals, s1, s2 = [], [], [], []  # block start, value, sufficient statistics
+    for k in range(len(y)):
+        starts.append(k)
+        if regularization == "l2":
+            s1.append(y[k] - w[k]); s2.append(1.0)
+            vals.append(s1[-1])
+        else:
+            s1.append(y[k]); s2.append(w[k])
+            vals.append(y[k] - w[k])
+        while len(vals) > 1 and vals[-2] <= vals[-1]:
+            if regularization == "l2":
+                s1[-2] += s1[-1]; s2[-2] += s2[-1]
+                vals[-2] = s1[-2] / s2[-2]
+            else:
+                s1[-2] = np.logaddexp(s1[-2], s1[-1]); s2[-2] = np.logaddexp(s2[-2], s2[-1])
+                vals[-2] = s1[-2] - s2[-2]
+            for lst in (starts, vals, s1, s2):
+                lst.pop()
+    v = np.empty(len(y))
+    bounds = starts + [len(y)]
+    for b in range(len(starts)):
+        v[bounds[b]:bounds[b + 1]] = vals[b]
+    return v, np.array(bounds)
+
+
+def soft_rank(x: np.ndarray, strength: float = 1.0, regularization: str = "l2"):
+    """Soft ranks (ascending, 1..B) of x (B,) by projection onto the permutahedron (Blondel et al.).
+
+    Returns (ranks (B,), state) where state is what :func:`soft_rank_vjp` needs.
+    """
+    x = np.asarray(x, dtype=np.float64)
+    B = x.size
+    theta = x / strength
+    perm = np.argsort(-theta, kind="stable")  # descending
+    s = theta[perm]
+    rho = np.arange(B, 0, -1, dtype=np.float64)
+    w = rho if regularization == "l2" else np.log(rho)
+    dual, bounds = _pav_decreasing(s, w, regularization)
+    primal = s - dual
+    if regularization == "kl":
+        primal = np.exp(primal)
+    out = np.empty(B)
+    out[perm] = primal
+    return out, (perm, bounds, s, primal, strength, regularization)
+
+
+def soft_rank_vjp(state, g: np.ndarray) -> np.ndarray:
+    """Gradient w.r.t. x of <g, soft_rank(x)>: minus the blockwise mean (l2) or softmax-weighted
+    block sum (kl) of the sorted cotangent, through the recorded blocks."""
+    perm, bounds, s, primal, strength, regularization = state
+    u = np.asarray(g, dtype=np.float64)[perm]
+    if regularization == "kl":
+        u = u * primal
+    out = u.copy()
+    for b0, b1 in zip(bounds[:-1], bounds[1:]):
+        blk = u[b0:b1]
+        if regularization == "l2":
+            out[b0:b1] -= blk.mean()
+        else:
+            e = np.exp(s[b0:b1] - s[b0:b1].max())
+            out[b0:b1] -= e / e.sum() * blk.sum()
+    res = np.empty_like(out)
+    res[perm] = out
+    return res / strength
+
+
+# ------------------------------------------------------------------------ Pearson, Spearman ---
+def pearson(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Pearson correlation along the last axis (0 where a vector is constant)."""
+    xc = x - x.mean(-1, keepdims=True)
+    yc = y - y.mean(-1, keepdims=True)
+    den = np.sqrt((xc * xc).sum(-1) * (yc * yc).sum(-1))
+    num = (xc * yc).sum(-1)
+    return np.divide(num, den, out=np.zeros_like(num, dtype=np.float64), where=den > 0)
+
+
+def pearson_grad(x: np.ndarray, y: np.ndarray):
+    """(r, dr/dx) for vectors x, y (B,)."""
+    xc, yc = x - x.mean(), y - y.mean()
+    nx, ny = np.linalg.norm(xc), np.linalg.norm(yc)
+    if nx == 0 or ny == 0:
+        return 0.0, np.zeros_like(x)
+    r = xc @ yc / (nx * ny)
+    return r, yc / (nx * ny) - r * xc / nx ** 2
+
+
+def rank_average(x: np.ndarray) -> np.ndarray:
+    """Ranks 1..B along the last axis, ties get their average rank."""
+    return rankdata(x, axis=-1, method="average")
+
+
+def spearman(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Exact Spearman correlation along the last axis (average ranks for ties)."""
+    return pearson(rank_average(x), rank_average(y))
+
+
+# -------------------------------------------------------------------------- MLEM step pieces ---
+def rank_loss_grad(F: np.ndarray, w: np.ndarray, y: np.ndarray, strength=1.0, regularization="l2"):
+    """MLEM's training objective on one batch and its gradient w.r.t. the column weights.
+
+    F: (B, q) predictor rows, w: (q,) weights, y: (B,) neural targets.
+    strength: float, or 'auto' (per vector: range / B, so the soft rank tracks the hard rank).
+    Returns (score, grad_w): score = pearson(softrank(F w), softrank(y)).
+    """
+    pred = F @ w
+
+    def eps(v):
+        if strength == "auto":
+            span = float(v.max() - v.min())
+            return span / v.size if span > 0 else 1.0
+        return float(strength)
+
+    rx, state = soft_rank(pred, eps(pred), regularization)
+    ry, _ = soft_rank(y, eps(y), regularization)
+    r, g_rx = pearson_grad(rx, ry)
+    g_pred = soft_rank_vjp(state, g_rx)
+    return r, F.T @ g_pred
+
+
+def permutation_importance(F: np.ndarray, w: np.ndarray, y: np.ndarray, column: int, perm: np.ndarray):
+    """Baseline and permuted exact Spearman of one batch, column ``column`` permuted by ``perm``."""
+    pred = F @ w
+    base = spearman(pred, y)
+    permuted = pred + w[column] * (F[perm, column] - F[:, column])
+    return float(base), float(spearman(permuted, y))

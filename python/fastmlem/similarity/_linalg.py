@@ -1,0 +1,100 @@
+"""Small linear-algebra pieces with their vector-Jacobian products (numpy or cupy, ``xp``).
+
+Each ``*_vjp`` function maps the gradient of a scalar with respect to an output back to the
+gradient with respect to the input, so measures chain them by hand (no autodiff library).
+"""
+from __future__ import annotations
+
+from .._backend import get_array_module
+
+#: eigenvalues below this fraction of the largest are treated as zero (pseudo-inverses, whitening)
+RANK_TOL = 1e-10
+
+
+def nuclear(A):
+    """Nuclear norm of A (p, q) and its gradient U Vᵀ (p, q), from the thin SVD A = U S Vᵀ.
+
+    Where A is rank-deficient U Vᵀ is one valid subgradient.
+    """
+    xp = get_array_module(A)
+    U, s, Vt = xp.linalg.svd(A, full_matrices=False)
+    return float(s.sum()), U @ Vt
+
+
+def psd_inverse(C, ridge: float = 0.0):
+    """(C + ridge I)^-1 of a symmetric PSD matrix C (d, d), a pseudo-inverse when ridge is 0."""
+    xp = get_array_module(C)
+    lam, V = xp.linalg.eigh(C)
+    shifted = lam + ridge
+    keep = shifted > RANK_TOL * max(float(shifted[-1]), 0.0)
+    inv = xp.where(keep, 1.0 / xp.where(keep, shifted, 1.0), 0.0)
+    return (V * inv) @ V.T
+
+
+def sqdist(Y):
+    """Squared euclidean distances between the rows of Y (n, q): (n, n), exact 0 diagonal."""
+    xp = get_array_module(Y)
+    s = (Y * Y).sum(axis=1)
+    D = xp.maximum(s[:, None] + s[None, :] - 2.0 * (Y @ Y.T), 0.0)
+    xp.fill_diagonal(D, 0.0)
+    return D
+
+
+def sqdist_vjp(Y, G):
+    """Gradient (n, q) with respect to Y of sum_ij G_ij D_ij, D = sqdist(Y), for any G (n, n)."""
+    xp = get_array_module(Y)
+    Gs = G + G.T
+    return 2.0 * (Gs.sum(axis=1)[:, None] * Y - Gs @ Y)
+
+
+def center_kernel(K):
+    """H K H for a symmetric K (n, n), H = I - 11ᵀ/n."""
+    row = K.mean(axis=0, keepdims=True)
+    return K - row - row.T + K.mean()
+
+
+def whitener(Z, alpha: float):
+    """Partial whitening matrix W (d, d) of centred Z (n, d), and what its VJP needs.
+
+    W = alpha I + (1 - alpha) Cn^(-1/2), with Cn = d ZᵀZ / tr(ZᵀZ) the feature Gram normalised
+    to mean eigenvalue 1, so that Z W is Z itself for alpha = 1, an exactly whitened (all
+    canonical directions of equal variance) copy of Z for alpha = 0, and a rescaling of Z leaves
+    the shape of Z W unchanged for every alpha.  Eigenvalues below RANK_TOL times the largest
+    are floored there (for alpha = 0 they raise instead: whitening is then undefined).
+    """
+    xp = get_array_module(Z)
+    C = Z.T @ Z
+    d = C.shape[0]
+    Cn = C * (d / float(xp.trace(C)))
+    lam, V = xp.linalg.eigh(Cn)
+    top = float(lam[-1])
+    if alpha == 0.0 and float(lam[0]) <= RANK_TOL * top:
+        raise ValueError(f"full whitening (CCA, alpha=0) needs linearly independent units, but "
+                         f"a representation with {d} units has rank < {d} (centred rows "
+                         f"n - 1 = {Z.shape[0] - 1} must exceed the units too). Reduce its "
+                         "dimension first (e.g. 'svcca') or use partial whitening, alpha > 0.")
+    lam_f = xp.maximum(lam, RANK_TOL * top)
+    f = alpha + (1.0 - alpha) * lam_f ** -0.5
+    return (V * f) @ V.T, (Cn, float(xp.trace(C)), lam, lam_f, V, f, alpha)
+
+
+def whitener_vjp(Z, cache, GW):
+    """Gradient (n, d) with respect to Z of a scalar whose gradient w.r.t. W = whitener(Z) is GW.
+
+    W = V f(Λ) Vᵀ is a spectral function of Cn: its derivative in the eigenbasis is GW's
+    projection times the divided differences (f(λ_i) - f(λ_j)) / (λ_i - λ_j) (f'(λ_i) on
+    the diagonal and between equal eigenvalues); then Cn = d C / tr C and C = ZᵀZ.
+    """
+    xp = get_array_module(Z)
+    Cn, trace_c, lam, lam_f, V, f, alpha = cache
+    d = Cn.shape[0]
+    top = float(lam[-1])
+    G = V.T @ (0.5 * (GW + GW.T)) @ V
+    fprime = xp.where(lam > RANK_TOL * top, -0.5 * (1.0 - alpha) * lam_f ** -1.5, 0.0)
+    dl = lam[:, None] - lam[None, :]
+    close = xp.abs(dl) <= 1e-8 * top
+    F = xp.where(close, 0.5 * (fprime[:, None] + fprime[None, :]),
+                 (f[:, None] - f[None, :]) / xp.where(close, 1.0, dl))
+    G_Cn = V @ (G * F) @ V.T
+    G_C = (d / trace_c) * (G_Cn - (float((G_Cn * Cn).sum()) / d) * xp.eye(d))
+    return 2.0 * (Z @ G_C)

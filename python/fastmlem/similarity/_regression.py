@@ -1,0 +1,123 @@
+"""Regression measures: how well a linear map of Y predicts the target X.
+
+Direction (Cloos et al.'s convention): X (n, p) is the reference / target, Y (n, q) the
+representation being compared or optimised; ridge regression predicts X from Y (with an
+intercept), X_hat = (Y - mean_train(Y)) B + mean_train(X),
+B = (Y_cᵀ Y_c + lambda I)^-1 Y_cᵀ X_c.  ``lambda = 0`` is ordinary least squares (through a
+pseudo-inverse when Y_cᵀY_c is singular).  In-sample forms fit and predict all n stimuli;
+``cv`` forms predict each stimulus from a fit on the other folds.
+
+Scores of X_hat:
+- ``r2``: pooled R² = 1 - sum_ij (X - X_hat)²_ij / sum_ij (X - mean X)²_ij (sklearn's
+  multioutput="variance_weighted"); cross-validated, the held-out predictions of all folds are
+  pooled and the mean is that of all n stimuli.
+- ``pearson``: mean over target units of the Pearson correlation between X[:, j] and
+  X_hat[:, j]; units constant across stimuli are left out.
+"""
+from __future__ import annotations
+
+
+import numpy as np
+
+from .._backend import get_array_module
+from ._linalg import psd_inverse
+from ._validate import sq
+
+#: seed of the fixed permutation behind the cross-validation folds
+FOLD_SEED = 0
+
+
+def cv_folds(n: int, k: int | None):
+    """Deterministic K-fold split of n stimuli: list of (train, test) numpy index arrays.
+
+    Folds are contiguous blocks of one fixed random permutation (seed FOLD_SEED), sizes differing
+    by at most one.  ``k=None`` gives the in-sample "split" [(all, all)] as slices.
+    """
+    if k is None:
+        return [(slice(None), slice(None))]
+    if n < 2 * k:
+        raise ValueError(f"{k}-fold cross-validation needs at least {2 * k} stimuli; got {n}. "
+                         "Use fewer folds (e.g. '-cv=3') or the in-sample measure.")
+    perm = np.random.default_rng(FOLD_SEED).permutation(n)
+    tests = np.array_split(perm, k)
+    return [(np.sort(np.concatenate(tests[:i] + tests[i + 1:])), np.sort(t))
+            for i, t in enumerate(tests)]
+
+
+def ridge_predict(X, Y, lam: float, folds):
+    """Predictions X_hat (n, p) of X (n, p) from Y (n, q) and what ``ridge_vjp`` needs.
+
+    folds : output of ``cv_folds`` (one (train, test) pair per fit).
+    """
+    xp = get_array_module(X, Y)
+    X_hat = xp.empty_like(X)
+    fits = []
+    for train, test in folds:
+        train_i, test_i = _index(xp, train), _index(xp, test)
+        Ytr, Xtr = Y[train_i], X[train_i]
+        mu_y, mu_x = Ytr.mean(axis=0), Xtr.mean(axis=0)
+        Yc, Xc = Ytr - mu_y, Xtr - mu_x
+        M_inv = psd_inverse(Yc.T @ Yc, lam)
+        B = M_inv @ (Yc.T @ Xc)
+        X_hat[test_i] = (Y[test_i] - mu_y) @ B + mu_x
+        fits.append((train_i, test_i, Yc, Xc - Yc @ B, B, M_inv, mu_y))
+    return X_hat, fits
+
+
+def _index(xp, idx):
+    return idx if isinstance(idx, slice) else xp.asarray(idx)
+
+
+def ridge_vjp(Y, fits, G):
+    """Gradient (n, q) w.r.t. Y of a scalar whose gradient w.r.t. X_hat = ridge_predict is G.
+
+    Per fit, X_hat_test = (Y_test - mu) B: the direct term G Bᵀ on the test rows,
+    -colsum(G Bᵀ) / n_train on the training rows (through mu), and, through
+    B = M^-1 Y_cᵀ X_c with E = M^-1 (Y_test - mu)ᵀ G, R Eᵀ - Y_c E Bᵀ on the training rows
+    (R = X_c - Y_c B, the training residual).
+    """
+    xp = get_array_module(Y, G)
+    GY = xp.zeros_like(Y)
+    for train, test, Yc, R, B, M_inv, mu_y in fits:
+        Gt = G[test]
+        direct = Gt @ B.T
+        E = M_inv @ ((Y[test] - mu_y).T @ Gt)
+        GY[test] += direct
+        GY[train] += R @ E.T - Yc @ (E @ B.T) - direct.sum(axis=0) / Yc.shape[0]
+    return GY
+
+
+def r2(X, X_hat, *, grad: bool):
+    """Pooled R² of X_hat (n, p) for X (n, p), and its gradient w.r.t. X_hat."""
+    total = sq(X - X.mean(axis=0))
+    resid = X - X_hat
+    value = 1.0 - sq(resid) / total
+    return value, (2.0 / total) * resid if grad else None
+
+
+def pearson(X, X_hat, *, grad: bool):
+    """Mean per-unit Pearson r between X[:, j] and X_hat[:, j] (constant units of X skipped)."""
+    xp = get_array_module(X, X_hat)
+    Xc, Hc = X - X.mean(axis=0), X_hat - X_hat.mean(axis=0)
+    nx, nh = xp.sqrt((Xc * Xc).sum(axis=0)), xp.sqrt((Hc * Hc).sum(axis=0))
+    used = nx > 1e-12 * float(nx.max())
+    ok = used & (nh > 0)
+    nx_s, nh_s = xp.where(ok, nx, 1.0), xp.where(ok, nh, 1.0)
+    r = xp.where(ok, (Xc * Hc).sum(axis=0) / (nx_s * nh_s), 0.0)
+    m = int(used.sum())
+    value = float(r.sum()) / m
+    if not grad:
+        return value, None
+    return value, xp.where(ok, (Xc / nx_s - r * Hc / nh_s) / nh_s, 0.0) / m
+
+
+SCORES = {"r2": r2, "pearson": pearson}
+
+
+def regression(X, Y, *, score: str, lam: float, cv: int | None, grad: bool):
+    """Score of the (cross-validated) ridge prediction of X (n, p) from Y (n, q); see module doc."""
+    X_hat, fits = ridge_predict(X, Y, lam, cv_folds(X.shape[0], cv))
+    value, G = SCORES[score](X, X_hat, grad=grad)
+    return value, (ridge_vjp(Y, fits, G) if grad else None)
+
+
