@@ -1,0 +1,37 @@
+// pybind11 bindings of the CPU kernels: fastmlem._core. Shapes are checked in Python (ops.py).
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+
+#include "kernels.hpp"
+
+namespace py = pybind11;
+using dArr = py::array_t<double, py::array::c_style | py::array::forcecast>;
+using iArr = py::array_t<int64_t, py::array::c_style | py::array::forcecast>;
+
+PYBIND11_MODULE(_core, mod) {
+  mod.doc() = "fastmlem compiled CPU kernels";
+  mod.def("sample_pairs", [](int64_t n, int64_t B, uint64_t seed, uint64_t stream) {
+    iArr i(B), j(B);
+    { py::gil_scoped_release r; fastmlem::sample_pairs(n, B, seed, stream, i.mutable_data(), j.mutable_data()); }
+    return py::make_tuple(i, j);
+  });
+  mod.def("feature_distances", [](dArr X, iArr i, iArr j, bool interactions, double nan_to_num) {
+    const int64_t m = X.shape(1), B = i.shape(0), q = interactions ? m * (m + 1) / 2 : m;
+    dArr out({B, q});
+    { py::gil_scoped_release r;
+      fastmlem::feature_distances(X.data(), m, i.data(), j.data(), B, interactions, nan_to_num, out.mutable_data()); }
+    return out;
+  });
+  mod.def("rank_average", [](dArr x) {
+    const int64_t B = x.shape(x.ndim() - 1), T = B ? x.size() / B : 0;
+    dArr out(std::vector<py::ssize_t>(x.shape(), x.shape() + x.ndim()));
+    { py::gil_scoped_release r; fastmlem::rank_average(x.data(), T, B, out.mutable_data()); }
+    return out;
+  });
+  mod.def("spearman", [](dArr x, dArr y) {
+    const int64_t B = x.shape(x.ndim() - 1), T = B ? x.size() / B : 0;
+    dArr out(T);
+    { py::gil_scoped_release r; fastmlem::spearman(x.data(), y.data(), T, B, out.mutable_data()); }
+    return out;
+  });
+}

@@ -1,0 +1,107 @@
+#include "kernels.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+#include <vector>
+
+namespace fastmlem {
+
+uint64_t splitmix64(uint64_t x) {
+  uint64_t z = x + 0x9E3779B97F4A7C15ULL;
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+  return z ^ (z >> 31);
+}
+
+uint64_t stream_key(uint64_t seed, uint64_t stream) {
+  return splitmix64(splitmix64(seed) ^ (stream * 0xD1B54A32D192ED03ULL));
+}
+
+void sample_pairs(int64_t n, int64_t B, uint64_t seed, uint64_t stream, int64_t* i, int64_t* j) {
+  const uint64_t key = stream_key(seed, stream), un = static_cast<uint64_t>(n);
+#pragma omp parallel for schedule(static) if (B > 65536)
+  for (int64_t k = 0; k < B; ++k) {
+    const uint64_t h = splitmix64(key + static_cast<uint64_t>(k));
+    i[k] = static_cast<int64_t>(((h >> 32) * un) >> 32);
+    j[k] = static_cast<int64_t>(((h & 0xFFFFFFFFULL) * un) >> 32);
+  }
+}
+
+void feature_distances(const double* X, int64_t m, const int64_t* i, const int64_t* j, int64_t B,
+                       bool interactions, double nan_to_num, double* out) {
+  const int64_t q = interactions ? m * (m + 1) / 2 : m;
+#pragma omp parallel if (B > 16384)
+  {
+    std::vector<double> d(m);
+#pragma omp for schedule(static)
+    for (int64_t k = 0; k < B; ++k) {
+      const double* a = X + i[k] * m;
+      const double* b = X + j[k] * m;
+      for (int64_t f = 0; f < m; ++f) {
+        double v = std::fabs(a[f] - b[f]);
+        if (std::isnan(v)) v = nan_to_num;
+        d[f] = std::min(std::max(v, 0.0), 1.0);
+      }
+      double* row = out + k * q;
+      if (interactions) {
+        int64_t c = 0;
+        for (int64_t r = 0; r < m; ++r)
+          for (int64_t s = 0; s <= r; ++s) row[c++] = d[r] * d[s];
+      } else {
+        for (int64_t f = 0; f < m; ++f) row[f] = d[f] * d[f];
+      }
+    }
+  }
+}
+
+static void rank_row(const double* x, int64_t B, double* out, std::vector<int64_t>& idx) {
+  idx.resize(B);
+  std::iota(idx.begin(), idx.end(), 0);
+  std::sort(idx.begin(), idx.end(), [x](int64_t a, int64_t b) { return x[a] < x[b]; });
+  for (int64_t s = 0; s < B;) {
+    int64_t e = s + 1;
+    while (e < B && x[idx[e]] == x[idx[s]]) ++e;
+    const double r = 0.5 * static_cast<double>(s + e + 1);  // average of ranks s+1 .. e
+    for (int64_t t = s; t < e; ++t) out[idx[t]] = r;
+    s = e;
+  }
+}
+
+void rank_average(const double* x, int64_t T, int64_t B, double* out) {
+#pragma omp parallel
+  {
+    std::vector<int64_t> idx;
+#pragma omp for schedule(dynamic)
+    for (int64_t t = 0; t < T; ++t) rank_row(x + t * B, B, out + t * B, idx);
+  }
+}
+
+static double pearson_row(const double* a, const double* b, int64_t B) {
+  double ma = 0, mb = 0;
+  for (int64_t k = 0; k < B; ++k) { ma += a[k]; mb += b[k]; }
+  ma /= B; mb /= B;
+  double sab = 0, saa = 0, sbb = 0;
+  for (int64_t k = 0; k < B; ++k) {
+    const double da = a[k] - ma, db = b[k] - mb;
+    sab += da * db; saa += da * da; sbb += db * db;
+  }
+  const double den = std::sqrt(saa * sbb);
+  return den > 0 ? sab / den : 0.0;
+}
+
+void spearman(const double* x, const double* y, int64_t T, int64_t B, double* out) {
+#pragma omp parallel
+  {
+    std::vector<int64_t> idx;
+    std::vector<double> rx(B), ry(B);
+#pragma omp for schedule(dynamic)
+    for (int64_t t = 0; t < T; ++t) {
+      rank_row(x + t * B, B, rx.data(), idx);
+      rank_row(y + t * B, B, ry.data(), idx);
+      out[t] = pearson_row(rx.data(), ry.data(), B);
+    }
+  }
+}
+
+}  // namespace fastmlem

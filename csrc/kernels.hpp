@@ -1,0 +1,24 @@
+// Pure CPU kernels on raw pointers: no Python, no allocation policy.
+#pragma once
+#include <cstdint>
+
+namespace fastmlem {
+
+// Counter-based random numbers: bits[k] = splitmix64(stream_key(seed, stream) + k).
+uint64_t splitmix64(uint64_t x);
+uint64_t stream_key(uint64_t seed, uint64_t stream);
+
+// B pairs uniform with replacement in [0, n)^2.
+void sample_pairs(int64_t n, int64_t B, uint64_t seed, uint64_t stream, int64_t* i, int64_t* j);
+
+// Predictor rows: X (n, m) row-major; out (B, m) squared distances or (B, m(m+1)/2) products.
+void feature_distances(const double* X, int64_t m, const int64_t* i, const int64_t* j, int64_t B,
+                       bool interactions, double nan_to_num, double* out);
+
+// Ranks 1..B with ties averaged, for T rows of length B (row-major).
+void rank_average(const double* x, int64_t T, int64_t B, double* out);
+
+// Exact Spearman correlation of T row pairs of length B.
+void spearman(const double* x, const double* y, int64_t T, int64_t B, double* out);
+
+}  // namespace fastmlem

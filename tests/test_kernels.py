@@ -1,0 +1,138 @@
+"""Compiled kernels (fastmlem.ops) against their numpy twins (fastmlem.numpy_backend)."""
+import numpy as np
+import pytest
+from scipy.stats import rankdata, spearmanr
+
+from fastmlem import numpy_backend as nb
+from fastmlem import ops
+
+
+@pytest.mark.parametrize("n,size,seed,stream", [(3, 10, 0, 0), (1000, 5000, 42, 7), (2**20 + 3, 1000, 2**63 + 5, 1)])
+def test_sample_pairs_matches_twin_and_is_reproducible(n, size, seed, stream):
+    i, j = ops.sample_pairs(n, size, seed, stream)
+    ti, tj = nb.sample_pairs(n, size, seed, stream)
+    np.testing.assert_array_equal(i, ti)
+    np.testing.assert_array_equal(j, tj)
+    assert i.min() >= 0 and j.max() < n
+    i2, _ = ops.sample_pairs(n, size, seed, stream + 1)
+    assert size < 20 or not np.array_equal(i, i2)
+
+
+def test_sample_pairs_is_uniform():
+    n = 7
+    i, j = ops.sample_pairs(n, 70000, 3)
+    for idx in (i, j):
+        counts = np.bincount(idx, minlength=n)
+        assert np.all(np.abs(counts / 10000 - 1) < 0.05)
+    assert abs(np.corrcoef(i, j)[0, 1]) < 0.02
+
+
+@pytest.mark.parametrize("interactions", [False, True])
+def test_feature_distances_match_twin(interactions):
+    rng = np.random.default_rng(0)
+    X = rng.integers(0, 3, size=(50, 5)).astype(float)
+    X[:, 4] = rng.random(50) * 1.5          # numeric, distances above 1 are clipped
+    X[rng.random(50) < 0.2, 1] = np.nan      # missing values
+    i, j = nb.sample_pairs(50, 400, 1)
+    for fill in (0.0, 0.5):
+        got = ops.feature_distances(X, i, j, interactions, fill)
+        want = nb.feature_distances(X, i, j, interactions, fill)
+        np.testing.assert_allclose(got, want, rtol=0, atol=1e-15)
+    assert got.shape == (400, 15 if interactions else 5)
+
+
+def test_feature_distances_rejects_bad_indices():
+    with pytest.raises(IndexError):
+        ops.feature_distances(np.zeros((4, 2)), np.array([0, 4]), np.array([1, 2]))
+    with pytest.raises(ValueError):
+        ops.feature_distances(np.zeros((4, 2)), np.array([0]), np.array([1, 2]))
+
+
+def test_rank_average_matches_scipy_with_ties():
+    rng = np.random.default_rng(1)
+    x = rng.integers(0, 5, size=(6, 101)).astype(float)
+    np.testing.assert_array_equal(ops.rank_average(x), rankdata(x, axis=1))
+    np.testing.assert_array_equal(ops.rank_average(np.ones(3)), [2.0, 2.0, 2.0])
+
+
+def test_spearman_matches_scipy_batched():
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(20, 300))
+    y = x + rng.normal(size=x.shape)
+    x[:, ::3] = np.round(x[:, ::3])  # ties
+    got = ops.spearman(x, y)
+    want = [spearmanr(a, b).statistic for a, b in zip(x, y)]
+    np.testing.assert_allclose(got, want, atol=1e-12)
+    np.testing.assert_allclose(got, nb.spearman(x, y), atol=1e-12)
+    assert ops.spearman(np.ones(5), np.arange(5.0)) == 0.0  # constant vector: 0, not NaN
+
+
+def test_spearman_errors():
+    with pytest.raises(ValueError, match="same shape"):
+        ops.spearman(np.ones(3), np.ones(4))
+    with pytest.raises(ValueError, match="NaN"):
+        ops.spearman(np.array([1.0, np.nan, 2.0]), np.ones(3))
+
+
+def test_soft_rank_twin_limits_and_gradient():
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=40)
+    hard, _ = nb.soft_rank(x, 1e-6)
+    np.testing.assert_allclose(hard, rankdata(x))
+    # very strong regularisation: affine in x, centred on the mean rank
+    soft, _ = nb.soft_rank(x * 1e-3, 1.0)
+    np.testing.assert_allclose(soft - soft.mean(), (x - x.mean()) * 1e-3, atol=1e-12)
+    assert abs(soft.mean() - 20.5) < 1e-9
+    for reg in ("l2", "kl"):
+        g = rng.normal(size=40)
+        r, state = nb.soft_rank(x, 0.5, reg)
+        analytic = nb.soft_rank_vjp(state, g)
+        eps = 1e-6
+        numeric = np.array([(g @ nb.soft_rank(x + eps * e, 0.5, reg)[0] - g @ nb.soft_rank(x - eps * e, 0.5, reg)[0]) / (2 * eps)
+                            for e in np.eye(40)])
+        np.testing.assert_allclose(analytic, numeric, atol=1e-5)
+
+
+@pytest.mark.parametrize("kind,m", [("diag", 4), ("free", 6), ("spd", 4)])
+def test_weight_parametrisations_gradient(kind, m):
+    rng = np.random.default_rng(4)
+    q = m * (m + 1) // 2 if kind == "spd" else m
+    p = rng.uniform(-1, 1, q)
+    g = rng.normal(size=q)
+    w = nb.weights(p, m, kind)
+    assert np.isclose(np.linalg.norm(w if kind != "spd" else _full(w, m)), 1.0)
+    eps = 1e-6
+    numeric = np.array([(g @ nb.weights(p + eps * e, m, kind) - g @ nb.weights(p - eps * e, m, kind)) / (2 * eps) for e in np.eye(q)])
+    np.testing.assert_allclose(nb.weights_vjp(p, m, kind, g), numeric, atol=1e-7)
+
+
+def _full(w_tril, m):
+    W = np.zeros((m, m))
+    W[np.tril_indices(m)] = w_tril
+    return W + np.tril(W, -1).T
+
+
+def test_spd_weights_are_positive_definite():
+    m = 5
+    W = _full(nb.weights(np.random.default_rng(5).uniform(-1, 1, 15), m, "spd"), m)
+    assert np.linalg.eigvalsh(W).min() > 0
+
+
+def test_rdm_lookup_matches_pdist():
+    rng = np.random.default_rng(6)
+    Y = rng.normal(size=(30, 8))
+    D = nb.condensed_rdm(Y)
+    i, j = nb.sample_pairs(30, 200, 0)
+    np.testing.assert_allclose(nb.rdm_lookup(D, 30, i, j), nb.neural_distances(Y, i, j), atol=1e-12)
+
+
+def test_rank_loss_gradient_finite_difference():
+    rng = np.random.default_rng(7)
+    F = rng.random((60, 3))
+    y = F @ np.array([0.2, 0.5, 0.8]) + 0.1 * rng.random(60)
+    w = np.array([0.3, 0.3, 0.4])
+    for strength in (1.0, 0.05):
+        _, g = nb.rank_loss_grad(F, w, y, strength)
+        eps = 1e-7
+        numeric = [(nb.rank_loss_grad(F, w + eps * e, y, strength)[0] - nb.rank_loss_grad(F, w - eps * e, y, strength)[0]) / (2 * eps) for e in np.eye(3)]
+        np.testing.assert_allclose(g, numeric, atol=1e-5)
