@@ -34,4 +34,18 @@ PYBIND11_MODULE(_core, mod) {
     { py::gil_scoped_release r; fastmlem::spearman(x.data(), y.data(), T, B, out.mutable_data()); }
     return out;
   });
+  mod.def("soft_rank", [](dArr x, dArr eps, bool kl) {
+    const int64_t B = x.shape(1), T = x.shape(0);
+    dArr ranks({T, B}); iArr perm({T, B}), block({T, B});
+    { py::gil_scoped_release r;
+      fastmlem::soft_rank(x.data(), eps.data(), T, B, kl, ranks.mutable_data(), perm.mutable_data(), block.mutable_data()); }
+    return py::make_tuple(ranks, perm, block);
+  });
+  mod.def("soft_rank_vjp", [](dArr g, dArr x, dArr ranks, iArr perm, iArr block, dArr eps, bool kl) {
+    const int64_t B = x.shape(1), T = x.shape(0);
+    dArr out({T, B});
+    { py::gil_scoped_release r;
+      fastmlem::soft_rank_vjp(g.data(), x.data(), ranks.data(), perm.data(), block.data(), eps.data(), T, B, kl, out.mutable_data()); }
+    return out;
+  });
 }

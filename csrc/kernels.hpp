@@ -22,3 +22,16 @@ void rank_average(const double* x, int64_t T, int64_t B, double* out);
 void spearman(const double* x, const double* y, int64_t T, int64_t B, double* out);
 
 }  // namespace fastmlem
+
+namespace fastmlem {
+// Soft ranks (ascending, 1..B) of T rows of length B, projection onto the permutahedron
+// (Blondel et al. 2020) with l2 (kl=false) or kl regularisation of strength eps[t].
+// Records, per row, the descending sort order perm and, per sorted position, the start of its
+// pooled PAV block, which soft_rank_vjp needs.
+void soft_rank(const double* x, const double* eps, int64_t T, int64_t B, bool kl, double* ranks,
+               int64_t* perm, int64_t* block_start);
+// grad_x of <g, soft_rank(x)>, from the forward's records.
+void soft_rank_vjp(const double* g, const double* x, const double* ranks, const int64_t* perm,
+                   const int64_t* block_start, const double* eps, int64_t T, int64_t B, bool kl,
+                   double* out);
+}  // namespace fastmlem

@@ -136,3 +136,31 @@ def test_rank_loss_gradient_finite_difference():
         eps = 1e-7
         numeric = [(nb.rank_loss_grad(F, w + eps * e, y, strength)[0] - nb.rank_loss_grad(F, w - eps * e, y, strength)[0]) / (2 * eps) for e in np.eye(3)]
         np.testing.assert_allclose(g, numeric, atol=1e-5)
+
+
+@pytest.mark.parametrize("reg", ["l2", "kl"])
+@pytest.mark.parametrize("strength", [1.0, 0.05, "auto"])
+def test_soft_rank_matches_twin_batched(reg, strength):
+    rng = np.random.default_rng(8)
+    x = rng.normal(size=(4, 64))
+    x[:, ::5] = np.round(x[:, ::5])  # ties
+    r, state = ops.soft_rank(x, strength, reg)
+    g = rng.normal(size=x.shape)
+    grad = ops.soft_rank_vjp(state, g)
+    for t in range(4):
+        eps = (x[t].max() - x[t].min()) / 64 if strength == "auto" else strength
+        rr, st = nb.soft_rank(x[t], eps, reg)
+        np.testing.assert_allclose(r[t], rr, atol=1e-10)
+        np.testing.assert_allclose(grad[t], nb.soft_rank_vjp(st, g[t]), atol=1e-10)
+
+
+def test_soft_rank_single_long_vector_and_n3():
+    x = np.random.default_rng(9).normal(size=100_000)
+    r, _ = ops.soft_rank(x, 1e-9)
+    np.testing.assert_allclose(r, rankdata(x))
+    r3, _ = ops.soft_rank(np.array([3.0, 1.0, 2.0]), 1e-6)
+    np.testing.assert_allclose(r3, [3, 1, 2])
+    with pytest.raises(ValueError, match="finite"):
+        ops.soft_rank(np.array([1.0, np.nan]))
+    with pytest.raises(ValueError, match="regularization"):
+        ops.soft_rank(np.ones(3), 1.0, "l1")

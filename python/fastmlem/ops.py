@@ -53,3 +53,49 @@ def spearman(x, y):
     if np.isnan(x).any() or np.isnan(y).any():
         raise ValueError("cannot rank NaN values.")
     return require_core().spearman(x, y).reshape(x.shape[:-1])
+
+
+class SoftRankState:
+    """What :func:`soft_rank_vjp` needs from the forward pass (sort order, pooled blocks)."""
+
+    def __init__(self, x, ranks, perm, block_start, eps, kl):
+        self.x, self.ranks, self.perm, self.block_start, self.eps, self.kl = x, ranks, perm, block_start, eps, kl
+
+
+def _strengths(x, strength):
+    """Per-row regularisation strength: a number, or 'auto' = range / B (tracks the hard rank)."""
+    if isinstance(strength, str):
+        if strength != "auto":
+            raise ValueError(f"strength must be a positive number or 'auto'; got {strength!r}.")
+        span = x.max(1) - x.min(1)
+        return np.where(span > 0, span / x.shape[1], 1.0)
+    if not strength > 0:
+        raise ValueError(f"strength must be positive; got {strength!r}.")
+    return np.full(x.shape[0], float(strength))
+
+
+def soft_rank(x, strength=1.0, regularization: str = "l2"):
+    """Soft ranks (ascending, 1..B) along the last axis of x (B,) or (T, B).
+
+    Projection onto the permutahedron (Blondel et al. 2020) by sort + Pool-Adjacent-Violators,
+    with 'l2' or 'kl' regularisation. Returns (ranks, state) for :func:`soft_rank_vjp`.
+    """
+    if regularization not in ("l2", "kl"):
+        raise ValueError(f"regularization must be 'l2' or 'kl'; got {regularization!r}.")
+    x = _as_f64(x, "x")
+    one = x.ndim == 1
+    x2 = x[None] if one else x
+    if x2.ndim != 2 or x2.shape[1] == 0 or not np.isfinite(x2).all():
+        raise ValueError("x must be a finite (B,) or (T, B) array with B >= 1.")
+    eps = _strengths(x2, strength)
+    ranks, perm, block = require_core().soft_rank(x2, eps, regularization == "kl")
+    state = SoftRankState(x2, ranks, perm, block, eps, regularization == "kl")
+    return (ranks[0] if one else ranks), state
+
+
+def soft_rank_vjp(state: SoftRankState, g):
+    """Gradient w.r.t. x of <g, soft_rank(x)>, same shape as g."""
+    g = _as_f64(g, "g")
+    g2 = g[None] if g.ndim == 1 else g
+    out = require_core().soft_rank_vjp(g2, state.x, state.ranks, state.perm, state.block_start, state.eps, state.kl)
+    return out[0] if g.ndim == 1 else out

@@ -1,0 +1,57 @@
+"""Compiled kernels vs what users would otherwise run, side by side in one run (medians, ratios).
+
+    python bench/bench_kernels.py
+"""
+import time
+
+import numpy as np
+from scipy.spatial.distance import pdist
+from scipy.stats import rankdata, spearmanr
+
+from fastmlem import numpy_backend as nb
+from fastmlem import ops
+
+
+def median_time(fn, repeat=7):
+    fn()
+    times = []
+    for _ in range(repeat):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return float(np.median(times))
+
+
+def row(name, ours, theirs, other):
+    print(f"{name:<44} {ours * 1e3:>10.3f} {theirs * 1e3:>10.3f} {theirs / ours:>8.1f}x  vs {other}")
+
+
+def main():
+    rng = np.random.default_rng(0)
+    print(f"{'kernel':<44} {'ours ms':>10} {'other ms':>10} {'ratio':>9}")
+    T, B = 200, 10_000
+    x, y = rng.normal(size=(T, B)), rng.normal(size=(T, B))
+    ours = median_time(lambda: ops.spearman(x, y), 3) / T
+    theirs = median_time(lambda: [spearmanr(a, b) for a, b in zip(x[:20], y[:20])], 3) / 20
+    row(f"exact Spearman, per vector (B={B})", ours, theirs, "scipy.stats.spearmanr")
+    xt = np.round(x * 2)  # heavy ties
+    ours = median_time(lambda: ops.rank_average(xt), 3) / T
+    theirs = median_time(lambda: rankdata(xt, axis=1), 3) / T
+    row(f"average ranks with ties, per vector (B={B})", ours, theirs, "scipy.stats.rankdata")
+    n, m, Bp = 100_000, 16, 20_000
+    X = rng.integers(0, 2, size=(n, m)).astype(float)
+    i, j = ops.sample_pairs(n, Bp, 1)
+    ours = median_time(lambda: ops.sample_pairs(n, Bp, 1))
+    theirs = median_time(lambda: nb.sample_pairs(n, Bp, 1))
+    row(f"pair sampling (B={Bp})", ours, theirs, "numpy twin")
+    for inter in (False, True):
+        ours = median_time(lambda: ops.feature_distances(X, i, j, inter))
+        theirs = median_time(lambda: nb.feature_distances(X, i, j, inter))
+        row(f"feature rows m={m} interactions={inter} (B={Bp})", ours, theirs, "numpy twin")
+    Y = rng.normal(size=(1000, 768))
+    t_pdist = median_time(lambda: pdist(Y), 3)
+    print(f"{'(reference) scipy pdist euclidean 1000x768':<44} {t_pdist * 1e3:>10.3f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,89 @@
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+#include <vector>
+
+#include "kernels.hpp"
+
+namespace fastmlem {
+
+static double logaddexp(double a, double b) {
+  const double mx = std::max(a, b);
+  return mx + std::log(std::exp(a - mx) + std::exp(b - mx));
+}
+
+// PAV onto non-increasing sequences for sorted s (descending) and weights w = rho or log(rho).
+static void soft_rank_row(const double* x, double eps, int64_t B, bool kl, double* ranks,
+                          int64_t* perm, int64_t* block_start, std::vector<double>& s,
+                          std::vector<double>& v, std::vector<double>& s1, std::vector<double>& s2,
+                          std::vector<int64_t>& start) {
+  std::iota(perm, perm + B, 0);
+  std::stable_sort(perm, perm + B, [x](int64_t a, int64_t b) { return x[a] > x[b]; });
+  s.resize(B); v.clear(); s1.clear(); s2.clear(); start.clear();
+  for (int64_t k = 0; k < B; ++k) s[k] = x[perm[k]] / eps;
+  for (int64_t k = 0; k < B; ++k) {
+    const double rho = static_cast<double>(B - k);
+    start.push_back(k);
+    if (kl) { s1.push_back(s[k]); s2.push_back(std::log(rho)); v.push_back(s[k] - std::log(rho)); }
+    else { s1.push_back(s[k] - rho); s2.push_back(1.0); v.push_back(s[k] - rho); }
+    while (v.size() > 1 && v[v.size() - 2] <= v.back()) {
+      const size_t t = v.size() - 2;
+      if (kl) { s1[t] = logaddexp(s1[t], s1[t + 1]); s2[t] = logaddexp(s2[t], s2[t + 1]); v[t] = s1[t] - s2[t]; }
+      else { s1[t] += s1[t + 1]; s2[t] += s2[t + 1]; v[t] = s1[t] / s2[t]; }
+      v.pop_back(); s1.pop_back(); s2.pop_back(); start.pop_back();
+    }
+  }
+  start.push_back(B);
+  for (size_t b = 0; b + 1 < start.size(); ++b)
+    for (int64_t k = start[b]; k < start[b + 1]; ++k) {
+      const double primal = s[k] - v[b];
+      ranks[perm[k]] = kl ? std::exp(primal) : primal;
+      block_start[k] = start[b];
+    }
+}
+
+void soft_rank(const double* x, const double* eps, int64_t T, int64_t B, bool kl, double* ranks,
+               int64_t* perm, int64_t* block_start) {
+#pragma omp parallel
+  {
+    std::vector<double> s, v, s1, s2;
+    std::vector<int64_t> start;
+#pragma omp for schedule(dynamic)
+    for (int64_t t = 0; t < T; ++t)
+      soft_rank_row(x + t * B, eps[t], B, kl, ranks + t * B, perm + t * B, block_start + t * B, s, v, s1, s2, start);
+  }
+}
+
+void soft_rank_vjp(const double* g, const double* x, const double* ranks, const int64_t* perm,
+                   const int64_t* block_start, const double* eps, int64_t T, int64_t B, bool kl,
+                   double* out) {
+#pragma omp parallel
+  {
+    std::vector<double> u;
+#pragma omp for schedule(dynamic)
+    for (int64_t t = 0; t < T; ++t) {
+      const double *gt = g + t * B, *xt = x + t * B, *rt = ranks + t * B;
+      const int64_t *pt = perm + t * B, *bt = block_start + t * B;
+      u.resize(B);
+      for (int64_t k = 0; k < B; ++k) u[k] = kl ? gt[pt[k]] * rt[pt[k]] : gt[pt[k]];
+      for (int64_t b0 = 0; b0 < B;) {
+        int64_t b1 = b0 + 1;
+        while (b1 < B && bt[b1] == b0) ++b1;
+        double sum = 0;
+        for (int64_t k = b0; k < b1; ++k) sum += u[k];
+        if (kl) {  // softmax of the sorted, scaled inputs over the block
+          double mx = -INFINITY, z = 0;
+          for (int64_t k = b0; k < b1; ++k) mx = std::max(mx, xt[pt[k]] / eps[t]);
+          for (int64_t k = b0; k < b1; ++k) z += std::exp(xt[pt[k]] / eps[t] - mx);
+          for (int64_t k = b0; k < b1; ++k) out[t * B + pt[k]] = (u[k] - std::exp(xt[pt[k]] / eps[t] - mx) / z * sum) / eps[t];
+        } else {
+          const double mean = sum / static_cast<double>(b1 - b0);
+          for (int64_t k = b0; k < b1; ++k) out[t * B + pt[k]] = (u[k] - mean) / eps[t];
+        }
+        b0 = b1;
+      }
+    }
+  }
+}
+
+}  // namespace fastmlem
