@@ -69,7 +69,7 @@ static void rank_row(const double* x, int64_t B, double* out, std::vector<int64_
 }
 
 void rank_average(const double* x, int64_t T, int64_t B, double* out) {
-#pragma omp parallel
+#pragma omp parallel if (T > 1)
   {
     std::vector<int64_t> idx;
 #pragma omp for schedule(dynamic)
@@ -91,7 +91,7 @@ static double pearson_row(const double* a, const double* b, int64_t B) {
 }
 
 void spearman(const double* x, const double* y, int64_t T, int64_t B, double* out) {
-#pragma omp parallel
+#pragma omp parallel if (T > 1)
   {
     std::vector<int64_t> idx;
     std::vector<double> rx(B), ry(B);

@@ -44,7 +44,7 @@ static void soft_rank_row(const double* x, double eps, int64_t B, bool kl, doubl
 
 void soft_rank(const double* x, const double* eps, int64_t T, int64_t B, bool kl, double* ranks,
                int64_t* perm, int64_t* block_start) {
-#pragma omp parallel
+#pragma omp parallel if (T > 1)
   {
     std::vector<double> s, v, s1, s2;
     std::vector<int64_t> start;
@@ -57,7 +57,7 @@ void soft_rank(const double* x, const double* eps, int64_t T, int64_t B, bool kl
 void soft_rank_vjp(const double* g, const double* x, const double* ranks, const int64_t* perm,
                    const int64_t* block_start, const double* eps, int64_t T, int64_t B, bool kl,
                    double* out) {
-#pragma omp parallel
+#pragma omp parallel if (T > 1)
   {
     std::vector<double> u;
 #pragma omp for schedule(dynamic)

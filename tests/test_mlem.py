@@ -1,0 +1,111 @@
+"""MLEM estimator: recovery of known weights, reproducibility, sklearn conventions, bad inputs."""
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.base import clone
+
+from fastmlem import MLEM
+
+
+def simulate(n=300, m=4, weights=(1.0, 0.5, 0.0, 0.0), noise=0.3, seed=0, interaction=0.0):
+    rng = np.random.default_rng(seed)
+    X = pd.DataFrame({f"f{k}": rng.choice(["a", "b"], n) for k in range(m)}).astype("string")
+    codes = np.column_stack([(X[c] == "a").to_numpy(float) for c in X])
+    Y = codes * np.sqrt(np.asarray(weights)) * 3
+    if interaction:
+        Y = np.column_stack([Y, interaction * codes[:, 0] * codes[:, 1] * 3])
+    return X, np.column_stack([Y, noise * rng.normal(size=(n, 50))])
+
+
+def test_recovers_diagonal_weights_and_importances():
+    X, Y = simulate()
+    model = MLEM(random_state=0, batch_size=4000).fit(X, Y)
+    w = model.get_weights()["Weight"]
+    assert w["f0"] > w["f1"] > max(w["f2"], w["f3"])
+    imp, base = model.score()
+    assert imp.shape == (5, 4) and base.shape == (20,) and base.name == "spearman"
+    mean = imp.mean()
+    assert mean["f0"] > mean["f1"] > 0.01 > abs(mean["f2"])
+    tidy = model.score(tidy=True)
+    assert list(tidy.columns) == ["feature", "permutation", "importance", "baseline"] and len(tidy) == 20
+
+
+def test_interactions_spd_and_free():
+    X, Y = simulate(interaction=1.0)
+    spd = MLEM(interactions=True, random_state=1, batch_size=4000, max_steps=300).fit(X, Y)
+    W = spd.get_weights()
+    assert W.shape == (4, 4) and np.isnan(W.iloc[0, 1])
+    full = np.nan_to_num(W.to_numpy()) + np.tril(np.nan_to_num(W.to_numpy()), -1).T
+    assert np.linalg.eigvalsh(full).min() > -1e-12
+    imp, _ = spd.score()
+    assert "f1 x f0" in imp.columns and len(imp.columns) == 10
+    free = MLEM(interactions=True, spd=False, random_state=1, batch_size=4000, max_steps=300).fit(X, Y)
+    assert np.isclose(np.linalg.norm(free.weights_), 1.0)
+
+
+def test_seed_reproducibility_and_clone():
+    X, Y = simulate(n=100)
+    a = MLEM(random_seed=3, batch_size=1000, max_steps=50).fit(X, Y)
+    b = clone(a).fit(X, Y)
+    np.testing.assert_array_equal(a.weights_, b.weights_)
+    pd.testing.assert_frame_equal(a.score()[0], b.score()[0])
+    c = MLEM(random_state=4, batch_size=1000, max_steps=50).fit(X, Y)
+    assert not np.array_equal(a.weights_, c.weights_)
+    assert clone(a).get_params()["random_seed"] == 3
+
+
+def test_best_weights_are_returned():
+    X, Y = simulate(n=100)
+    model = MLEM(random_state=0, batch_size=500, max_steps=200, patience=5).fit(X, Y)
+    assert model.best_score_ == model.history_.max()
+
+
+def test_auto_strength_tracks_spearman():
+    X, Y = simulate(n=200)
+    model = MLEM(random_state=0, batch_size=3000, soft_rank_strength="auto", max_steps=100).fit(X, Y)
+    assert model.get_weights()["Weight"].idxmax() == "f0"
+
+
+def test_inputs_not_modified():
+    X, Y = simulate(n=60)
+    X0, Y0 = X.copy(), Y.copy()
+    MLEM(random_state=0, batch_size=300, max_steps=5).fit(X, Y).score(X, Y)
+    pd.testing.assert_frame_equal(X, X0)
+    np.testing.assert_array_equal(Y, Y0)
+
+
+@pytest.mark.parametrize("distance", ["manhattan", "cosine", "norm_diff", lambda a, b: np.abs(a - b).max(1)])
+def test_other_distances_run(distance):
+    X, Y = simulate(n=60)
+    MLEM(distance=distance, random_state=0, batch_size=300, max_steps=5).fit(X, Y).score()
+
+
+def test_precomputed():
+    X, Y = simulate(n=40)
+    codes = X.apply(lambda s: pd.Categorical(s).codes).to_numpy(float)
+    Xd = np.abs(codes[:, None, :] - codes[None, :, :])
+    D = np.linalg.norm(Y[:, None] - Y[None], axis=-1)
+    MLEM(distance="precomputed", random_state=0, batch_size=300, max_steps=5).fit(Xd, D).score()
+
+
+@pytest.mark.parametrize("make,err,match", [
+    (lambda X, Y: (X, Y[:-1]), ValueError, "rows"),
+    (lambda X, Y: (X.iloc[:2], Y[:2]), ValueError, "at least 3"),
+    (lambda X, Y: (X, np.where(np.arange(Y.size).reshape(Y.shape) == 5, np.nan, Y)), ValueError, "NaN"),
+    (lambda X, Y: (X.assign(c="same"), Y), ValueError, "constant"),
+    (lambda X, Y: (pd.DataFrame(index=range(len(Y))), Y), ValueError, "empty"),
+])
+def test_bad_inputs(make, err, match):
+    X, Y = simulate(n=30)
+    with pytest.raises(err, match=match):
+        MLEM(batch_size=100, max_steps=2).fit(*make(X, Y))
+
+
+def test_bad_params_and_unfitted():
+    X, Y = simulate(n=30)
+    with pytest.raises(ValueError, match="unknown distance"):
+        MLEM(distance="chebyshev").fit(X, Y)
+    with pytest.raises(RuntimeError, match="fit"):
+        MLEM().score()
+    with pytest.raises(ValueError, match="symmetric"):
+        MLEM(distance="precomputed").fit(np.random.rand(30, 30, 2), np.random.rand(30, 30))
