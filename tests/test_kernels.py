@@ -164,3 +164,10 @@ def test_soft_rank_single_long_vector_and_n3():
         ops.soft_rank(np.array([1.0, np.nan]))
     with pytest.raises(ValueError, match="regularization"):
         ops.soft_rank(np.ones(3), 1.0, "l1")
+
+
+def test_rank_average_signed_zero_negative_and_huge_values():
+    x = np.array([0.0, -0.0, -1e300, 1e300, -np.inf, np.inf, 2.5, -2.5, 0.0, 5e-324])
+    np.testing.assert_array_equal(ops.rank_average(x), rankdata(x))
+    r, _ = ops.soft_rank(np.array([-0.0, 0.0, -3.0, 7.0]), 1e-9)
+    np.testing.assert_allclose(r, [2.5, 2.5, 1, 4], atol=1e-6)

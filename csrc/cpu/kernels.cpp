@@ -1,4 +1,5 @@
 #include "kernels.hpp"
+#include "radix.hpp"
 
 #include <algorithm>
 #include <cmath>
@@ -55,10 +56,14 @@ void feature_distances(const double* X, int64_t m, const int64_t* i, const int64
   }
 }
 
-static void rank_row(const double* x, int64_t B, double* out, std::vector<int64_t>& idx) {
-  idx.resize(B);
-  std::iota(idx.begin(), idx.end(), 0);
-  std::sort(idx.begin(), idx.end(), [x](int64_t a, int64_t b) { return x[a] < x[b]; });
+struct RankBuffers {
+  std::vector<int64_t> idx, itmp;
+  std::vector<uint64_t> keys, ktmp;
+};
+
+static void rank_row(const double* x, int64_t B, double* out, RankBuffers& b) {
+  radix_argsort(x, B, false, b.idx, b.keys, b.ktmp, b.itmp);
+  const auto& idx = b.idx;
   for (int64_t s = 0; s < B;) {
     int64_t e = s + 1;
     while (e < B && x[idx[e]] == x[idx[s]]) ++e;
@@ -71,7 +76,7 @@ static void rank_row(const double* x, int64_t B, double* out, std::vector<int64_
 void rank_average(const double* x, int64_t T, int64_t B, double* out) {
 #pragma omp parallel if (T > 1)
   {
-    std::vector<int64_t> idx;
+    RankBuffers idx;
 #pragma omp for schedule(dynamic)
     for (int64_t t = 0; t < T; ++t) rank_row(x + t * B, B, out + t * B, idx);
   }
@@ -93,7 +98,7 @@ static double pearson_row(const double* a, const double* b, int64_t B) {
 void spearman(const double* x, const double* y, int64_t T, int64_t B, double* out) {
 #pragma omp parallel if (T > 1)
   {
-    std::vector<int64_t> idx;
+    RankBuffers idx;
     std::vector<double> rx(B), ry(B);
 #pragma omp for schedule(dynamic)
     for (int64_t t = 0; t < T; ++t) {

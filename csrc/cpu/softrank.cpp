@@ -4,6 +4,7 @@
 #include <vector>
 
 #include "kernels.hpp"
+#include "radix.hpp"
 
 namespace fastmlem {
 
@@ -16,9 +17,11 @@ static double logaddexp(double a, double b) {
 static void soft_rank_row(const double* x, double eps, int64_t B, bool kl, double* ranks,
                           int64_t* perm, int64_t* block_start, std::vector<double>& s,
                           std::vector<double>& v, std::vector<double>& s1, std::vector<double>& s2,
-                          std::vector<int64_t>& start) {
-  std::iota(perm, perm + B, 0);
-  std::stable_sort(perm, perm + B, [x](int64_t a, int64_t b) { return x[a] > x[b]; });
+                          std::vector<int64_t>& start, std::vector<int64_t>& order,
+                          std::vector<uint64_t>& keys, std::vector<uint64_t>& ktmp,
+                          std::vector<int64_t>& itmp) {
+  radix_argsort(x, B, true, order, keys, ktmp, itmp);  // descending, ties in index order
+  std::copy(order.begin(), order.end(), perm);
   s.resize(B); v.clear(); s1.clear(); s2.clear(); start.clear();
   for (int64_t k = 0; k < B; ++k) s[k] = x[perm[k]] / eps;
   for (int64_t k = 0; k < B; ++k) {
@@ -47,10 +50,12 @@ void soft_rank(const double* x, const double* eps, int64_t T, int64_t B, bool kl
 #pragma omp parallel if (T > 1)
   {
     std::vector<double> s, v, s1, s2;
-    std::vector<int64_t> start;
+    std::vector<int64_t> start, order, itmp;
+    std::vector<uint64_t> keys, ktmp;
 #pragma omp for schedule(dynamic)
     for (int64_t t = 0; t < T; ++t)
-      soft_rank_row(x + t * B, eps[t], B, kl, ranks + t * B, perm + t * B, block_start + t * B, s, v, s1, s2, start);
+      soft_rank_row(x + t * B, eps[t], B, kl, ranks + t * B, perm + t * B, block_start + t * B, s, v,
+                    s1, s2, start, order, keys, ktmp, itmp);
   }
 }
 
