@@ -65,10 +65,11 @@ def main():
         return
     ref = RefMLEM(batch_size=batch, max_steps=args.steps, patience=args.steps, random_seed=0)
     t = time.perf_counter()
-    ref.fit(X, Y)
+    Xc = X.astype("category")  # the reference crashes on pandas >= 3 string columns
+    ref.fit(Xc, Y)
     ref_fit = time.perf_counter() - t
     t = time.perf_counter()
-    ref.score()
+    ref.score()  # on its training data
     ref_score = time.perf_counter() - t
     w_ref = ref.get_weights()["Weight"].to_numpy()
     print(f"{'reference mlem (torch)':<28} {ref_fit:>8.2f} {ref_score:>8.2f} {ref_fit / args.steps * 1e3:>12.2f} "

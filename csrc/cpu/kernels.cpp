@@ -21,7 +21,7 @@ uint64_t stream_key(uint64_t seed, uint64_t stream) {
 
 void sample_pairs(int64_t n, int64_t B, uint64_t seed, uint64_t stream, int64_t* i, int64_t* j) {
   const uint64_t key = stream_key(seed, stream), un = static_cast<uint64_t>(n);
-#pragma omp parallel for schedule(static) if (B > 65536)
+#pragma omp parallel for schedule(static) if (B > 262144)
   for (int64_t k = 0; k < B; ++k) {
     const uint64_t h = splitmix64(key + static_cast<uint64_t>(k));
     i[k] = static_cast<int64_t>(((h >> 32) * un) >> 32);
@@ -32,7 +32,7 @@ void sample_pairs(int64_t n, int64_t B, uint64_t seed, uint64_t stream, int64_t*
 void feature_distances(const double* X, int64_t m, const int64_t* i, const int64_t* j, int64_t B,
                        bool interactions, double nan_to_num, double* out) {
   const int64_t q = interactions ? m * (m + 1) / 2 : m;
-#pragma omp parallel if (B > 16384)
+#pragma omp parallel if (B > 262144)
   {
     std::vector<double> d(m);
 #pragma omp for schedule(static)

@@ -156,8 +156,9 @@ class MLEM(BaseEstimator):
                 F = nb.feature_distances_precomputed(X_enc, i, j, False, self.nan_to_num)
             else:
                 F = ops.feature_distances(X_enc, i, j, False, self.nan_to_num)
-            F = F.reshape(self.n_trials, size, m).transpose(0, 2, 1)  # (trials, m, size)
-            corr = nb.pearson(F[:, a, :], F[:, b, :])  # (trials, pairs of features)
+            F = F.reshape(self.n_trials, size, m)
+            with np.errstate(invalid="ignore", divide="ignore"):  # constant column in a batch -> 0
+                corr = np.nan_to_num(np.array([np.corrcoef(Ft, rowvar=False)[a, b] for Ft in F]))
             if corr.std(0).max() < self.threshold:
                 break
             size = int(size * self.factor)
