@@ -48,6 +48,26 @@ def main():
         ours = median_time(lambda: ops.feature_distances(X, i, j, inter))
         theirs = median_time(lambda: nb.feature_distances(X, i, j, inter))
         row(f"feature rows m={m} interactions={inter} (B={Bp})", ours, theirs, "numpy twin")
+    v, g = rng.normal(size=100_000), rng.normal(size=100_000)
+
+    def ours_soft_rank():
+        _, state = ops.soft_rank(v, 1.0)
+        ops.soft_rank_vjp(state, g)
+
+    t_ours = median_time(ours_soft_rank)
+    try:
+        import torch
+        import torchsort
+    except ImportError:
+        print(f"{'soft rank fwd+bwd, one 1e5 vector':<44} {t_ours * 1e3:>10.3f}   (torchsort not installed)")
+    else:
+        tv, tg = torch.tensor(v[None]), torch.tensor(g[None])
+
+        def theirs_soft_rank():
+            x = tv.clone().requires_grad_(True)
+            torchsort.soft_rank(x, regularization_strength=1.0).backward(tg)
+
+        row("soft rank fwd+bwd, one 1e5 vector", t_ours, median_time(theirs_soft_rank), "torchsort (CPU)")
     Y = rng.normal(size=(1000, 768))
     t_pdist = median_time(lambda: pdist(Y), 3)
     print(f"{'(reference) scipy pdist euclidean 1000x768':<44} {t_pdist * 1e3:>10.3f}")
