@@ -171,3 +171,15 @@ def test_rank_average_signed_zero_negative_and_huge_values():
     np.testing.assert_array_equal(ops.rank_average(x), rankdata(x))
     r, _ = ops.soft_rank(np.array([-0.0, 0.0, -3.0, 7.0]), 1e-9)
     np.testing.assert_allclose(r, [2.5, 2.5, 1, 4], atol=1e-6)
+
+
+@pytest.mark.parametrize("strength", [1.0, "auto"])
+def test_rank_loss_grad_matches_twin(strength):
+    rng = np.random.default_rng(10)
+    F = rng.random((500, 4))
+    y = F @ np.array([0.1, 0.2, 0.3, 0.4]) + 0.05 * rng.random(500)
+    w = np.array([0.4, 0.3, 0.2, 0.1])
+    got = ops.rank_loss_grad(F, w, y, strength)
+    want = nb.rank_loss_grad(F, w, y, strength)
+    assert np.isclose(got[0], want[0], atol=1e-12)
+    np.testing.assert_allclose(got[1], want[1], atol=1e-10)

@@ -197,12 +197,9 @@ class MLEM(BaseEstimator):
             F, y = sample(self.batch_size_, step)
             lo, hi = min(lo, y.min()), max(hi, y.max())  # running min-max, as the reference
             y = ((y - lo) / (hi - lo + 1e-8)) ** 2
-            w = nb.weights(params, m, kind)
-            pred = F @ w
-            rx, state = ops.soft_rank(pred, self.soft_rank_strength, self.soft_rank_regularization)
-            ry, _ = ops.soft_rank(y, self.soft_rank_strength, self.soft_rank_regularization)
-            score, g_rank = nb.pearson_grad(rx, ry)
-            grad = nb.weights_vjp(params, m, kind, F.T @ ops.soft_rank_vjp(state, g_rank))
+            score, grad_w = ops.rank_loss_grad(F, nb.weights(params, m, kind), y, self.soft_rank_strength,
+                                               self.soft_rank_regularization)
+            grad = nb.weights_vjp(params, m, kind, grad_w)
             history.append(score)
             if score > best:
                 best, best_params, since_best = score, params.copy(), 0  # a copy: the truly best weights
@@ -256,7 +253,7 @@ class MLEM(BaseEstimator):
         if X is None:
             X_enc, Y_arr = self.X_, self.Y_
         else:
-            X_enc, names, Y_arr = self._data(X, Y)
+            X_enc, _, Y_arr = self._data(X, Y)
             if X_enc.shape[-1] != self.n_features_in_:
                 raise ValueError(f"X has {X_enc.shape[-1]} features; the model was fitted on {self.n_features_in_}.")
         size = int(batch_size or self.batch_size_)

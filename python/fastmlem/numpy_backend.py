@@ -210,6 +210,19 @@ def _pav_decreasing(y: np.ndarray, w: np.ndarray, regularization: str):
     return v, np.array(bounds)
 
 
+def soft_rank_strengths(x: np.ndarray, strength) -> np.ndarray:
+    """Per-row regularisation strength (T,) for x (T, B): a positive number, or 'auto' =
+    range / B, under which the soft rank tracks the hard rank (1.0 for a constant row)."""
+    if isinstance(strength, str):
+        if strength != "auto":
+            raise ValueError(f"strength must be a positive number or 'auto'; got {strength!r}.")
+        span = x.max(1) - x.min(1)
+        return np.where(span > 0, span / x.shape[1], 1.0)
+    if not strength > 0:
+        raise ValueError(f"strength must be positive; got {strength!r}.")
+    return np.full(x.shape[0], float(strength))
+
+
 def soft_rank(x: np.ndarray, strength: float = 1.0, regularization: str = "l2"):
     """Soft ranks (ascending, 1..B) of x (B,) by projection onto the permutahedron (Blondel et al.).
 
@@ -290,15 +303,8 @@ def rank_loss_grad(F: np.ndarray, w: np.ndarray, y: np.ndarray, strength=1.0, re
     Returns (score, grad_w): score = pearson(softrank(F w), softrank(y)).
     """
     pred = F @ w
-
-    def eps(v):
-        if strength == "auto":
-            span = float(v.max() - v.min())
-            return span / v.size if span > 0 else 1.0
-        return float(strength)
-
-    rx, state = soft_rank(pred, eps(pred), regularization)
-    ry, _ = soft_rank(y, eps(y), regularization)
+    rx, state = soft_rank(pred, soft_rank_strengths(pred[None], strength)[0], regularization)
+    ry, _ = soft_rank(y, soft_rank_strengths(y[None], strength)[0], regularization)
     r, g_rx = pearson_grad(rx, ry)
     g_pred = soft_rank_vjp(state, g_rx)
     return r, F.T @ g_pred

@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 
 from ._backend import require_core
+from .numpy_backend import pearson_grad, soft_rank_strengths
 
 
 def _as_f64(a, name):
@@ -62,18 +63,6 @@ class SoftRankState:
         self.x, self.ranks, self.perm, self.block_start, self.eps, self.kl = x, ranks, perm, block_start, eps, kl
 
 
-def _strengths(x, strength):
-    """Per-row regularisation strength: a number, or 'auto' = range / B (tracks the hard rank)."""
-    if isinstance(strength, str):
-        if strength != "auto":
-            raise ValueError(f"strength must be a positive number or 'auto'; got {strength!r}.")
-        span = x.max(1) - x.min(1)
-        return np.where(span > 0, span / x.shape[1], 1.0)
-    if not strength > 0:
-        raise ValueError(f"strength must be positive; got {strength!r}.")
-    return np.full(x.shape[0], float(strength))
-
-
 def soft_rank(x, strength=1.0, regularization: str = "l2"):
     """Soft ranks (ascending, 1..B) along the last axis of x (B,) or (T, B).
 
@@ -87,7 +76,7 @@ def soft_rank(x, strength=1.0, regularization: str = "l2"):
     x2 = x[None] if one else x
     if x2.ndim != 2 or x2.shape[1] == 0 or not np.isfinite(x2).all():
         raise ValueError("x must be a finite (B,) or (T, B) array with B >= 1.")
-    eps = _strengths(x2, strength)
+    eps = soft_rank_strengths(x2, strength)
     ranks, perm, block = require_core().soft_rank(x2, eps, regularization == "kl")
     state = SoftRankState(x2, ranks, perm, block, eps, regularization == "kl")
     return (ranks[0] if one else ranks), state
@@ -99,3 +88,17 @@ def soft_rank_vjp(state: SoftRankState, g):
     g2 = g[None] if g.ndim == 1 else g
     out = require_core().soft_rank_vjp(g2, state.x, state.ranks, state.perm, state.block_start, state.eps, state.kl)
     return out[0] if g.ndim == 1 else out
+
+
+def rank_loss_grad(F, w, y, strength=1.0, regularization: str = "l2"):
+    """MLEM's objective on one batch and its gradient w.r.t. the column weights.
+
+    F: (B, q) predictor rows, w: (q,), y: (B,) neural targets. Returns (score, grad_w (q,)) with
+    score = pearson(soft_rank(F w), soft_rank(y)); the twin is numpy_backend.rank_loss_grad.
+    """
+    F = _as_f64(F, "F")
+    pred = F @ np.asarray(w, dtype=np.float64)
+    rx, state = soft_rank(pred, strength, regularization)
+    ry, _ = soft_rank(y, strength, regularization)
+    score, g_rank = pearson_grad(rx, ry)
+    return score, F.T @ soft_rank_vjp(state, g_rank)
