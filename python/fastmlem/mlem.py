@@ -38,7 +38,145 @@ def _condensed_rdm(Y, metric):
     return nb.neural_distances(Y, i, j, metric)
 
 
-class MLEM(BaseEstimator):
+_MEMORY_BYTES = {"low": 2**28, "medium": 2**30, "high": 2**32}  # per full batch / importance chunk
+
+
+def pair_rows(X_enc, Y, distance, interactions, nan_to_num):
+    """Predictor rows and neural distances of pairs of stimuli, the one place both are computed.
+
+    X_enc: (n, m) encoded features (or (n, n, m) when precomputed); Y: (n, p) representations
+    (or (n, n) when precomputed). Returns rows(i, j) -> (F (B, q), y (B,) raw neural distances)
+    for int64 index arrays i, j (B,). The condensed neural RDM is computed once when it fits.
+    """
+    n = X_enc.shape[0]
+    precomputed = distance == "precomputed"
+    D = None
+    if not precomputed and not callable(distance) and n * (n - 1) // 2 <= _MAX_RDM_PAIRS:
+        D = _condensed_rdm(Y, distance)
+
+    def rows(i, j):
+        if precomputed:
+            F = nb.feature_distances_precomputed(X_enc, i, j, interactions, nan_to_num)
+            y = Y[i, j].astype(np.float64)
+        else:
+            F = ops.feature_distances(X_enc, i, j, interactions, nan_to_num)
+            if D is not None:
+                y = nb.rdm_lookup(D, n, i, j)
+            elif callable(distance):
+                y = np.asarray(distance(Y[i], Y[j]), dtype=np.float64).reshape(-1)
+            else:
+                y = nb.neural_distances(Y, i, j, distance)
+        return F, np.nan_to_num(y, nan=nan_to_num)
+    return rows
+
+
+class PairwiseModel(BaseEstimator):
+    """What MLEM and FRRSA share: input checks, pair rows, the weights table and permutation importance.
+
+    Subclasses set ``weights_`` (q,), ``feature_names_in_``, ``n_features_in_``, ``X_``, ``Y_`` and
+    ``batch_size_`` in ``fit`` and have the parameters interactions, distance, nan_to_num,
+    n_permutations, memory, verbose, random_seed/random_state.
+    """
+
+    def _seed(self):
+        seed = self.random_state if self.random_state is not None else self.random_seed
+        return int(np.random.SeedSequence(seed).generate_state(1, np.uint64)[0])
+
+    def _check_distance(self):
+        if not (callable(self.distance) or self.distance in nb.METRICS + ("precomputed",)):
+            raise ValueError(f"unknown distance {self.distance!r}; use one of "
+                             f"{nb.METRICS + ('precomputed',)} or a callable (Y1, Y2) -> (B,).")
+        if self.memory not in _MEMORY_BYTES:
+            raise ValueError(f"memory must be one of {tuple(_MEMORY_BYTES)}; got {self.memory!r}.")
+
+    def _data(self, X, Y, feature_names=None):
+        precomputed = self.distance == "precomputed"
+        X_enc, names = encode_features(X, feature_names, precomputed=precomputed)
+        Y_arr = prepare_representations(Y, X_enc.shape[0], precomputed=precomputed)
+        return X_enc, names, Y_arr
+
+    def _rows(self, X_enc, Y):
+        return pair_rows(X_enc, Y, self.distance, self.interactions, self.nan_to_num)
+
+    def _set_inputs(self, X_enc, names, Y_arr):
+        self.feature_names_in_ = np.array(names, dtype=object)
+        self.n_features_in_ = X_enc.shape[-1]
+        self.X_, self.Y_ = X_enc, Y_arr
+
+    def _check_fitted(self):
+        if not hasattr(self, "weights_"):
+            raise RuntimeError("this MLEM is not fitted yet: call fit(X, Y) before score() or get_weights().")
+
+    def _column_names(self):
+        names = list(self.feature_names_in_)
+        return interaction_names(names) if self.interactions else names
+
+    def get_weights(self):
+        """Learned weights: DataFrame (m, 1) 'Weight', or (m, m) lower triangle with interactions."""
+        self._check_fitted()
+        names = list(self.feature_names_in_)
+        if not self.interactions:
+            return pd.DataFrame(self.weights_, index=names, columns=["Weight"])
+        W = np.full((len(names),) * 2, np.nan)
+        W[np.tril_indices(len(names))] = self.weights_
+        return pd.DataFrame(W, index=names, columns=names)
+
+    def score(self, X=None, Y=None, warning_threshold=0.05, batch_size=None, tidy=False):
+        """Permutation feature importance with exact Spearman (average ranks for ties).
+
+        For each predictor column and each of ``n_permutations``: a fresh batch of pairs, its
+        baseline Spearman, and the drop when that column is permuted across pairs. The neural
+        distances of a batch are ranked once; only the permuted predictions are re-ranked.
+        ``memory`` sets how many batches are ranked together ('low': one, 'medium': one column's
+        permutations, 'high': as many as fit in 4 GiB).
+        Returns (importances DataFrame (n_permutations, q), Series 'spearman' of the q * n_permutations
+        baselines), or with ``tidy=True`` one long DataFrame (feature, permutation, importance, baseline).
+        """
+        self._check_fitted()
+        self._check_distance()
+        if (X is None) != (Y is None):
+            raise ValueError("give both X and Y, or neither (then the training data are used).")
+        if X is None:
+            X_enc, Y_arr = self.X_, self.Y_
+        else:
+            X_enc, _, Y_arr = self._data(X, Y)
+            if X_enc.shape[-1] != self.n_features_in_:
+                raise ValueError(f"X has {X_enc.shape[-1]} features; the model was fitted on {self.n_features_in_}.")
+        size = check_positive_int(batch_size or self.batch_size_, "batch_size", 3)
+        rows = self._rows(X_enc, Y_arr)
+        n, cols, P, w = X_enc.shape[0], self._column_names(), self.n_permutations, self.weights_
+        tasks = [(c, p) for c in range(len(cols)) for p in range(P)]
+        chunk = {"low": 1, "medium": P, "high": max(1, _MEMORY_BYTES["high"] // (3 * 8 * size))}[self.memory]
+        seed, rng = self._seed(), np.random.default_rng(self._seed() + 1)
+        base, permuted = np.empty(len(tasks)), np.empty(len(tasks))
+        bar = tqdm(total=len(tasks), desc="Permutation importance", disable=not self.verbose)
+        for start in range(0, len(tasks), chunk):
+            part = tasks[start:start + chunk]
+            preds, perm_preds, ys = [], [], []
+            for c, p in part:
+                F, y = rows(*ops.sample_pairs(n, size, seed, 2**32 + c * P + p))
+                pred = F @ w
+                perm = rng.permutation(size)
+                preds.append(pred)
+                perm_preds.append(pred + w[c] * (F[perm, c] - F[:, c]))
+                ys.append(y)
+            rank_y = ops.rank_average(np.array(ys))
+            base[start:start + len(part)] = nb.pearson(ops.rank_average(np.array(preds)), rank_y)
+            permuted[start:start + len(part)] = nb.pearson(ops.rank_average(np.array(perm_preds)), rank_y)
+            bar.update(len(part))
+        bar.close()
+        imp = (base - permuted).reshape(len(cols), P)
+        baseline = pd.Series(base, name="spearman")
+        if baseline.std() > warning_threshold:
+            warnings.warn(f"high variability of the baseline score between batches (std={baseline.std():.3f} > "
+                          f"{warning_threshold}); increase batch_size or lower threshold.", UserWarning)
+        if tidy:
+            return pd.DataFrame({"feature": np.repeat(cols, P), "permutation": np.tile(np.arange(P), len(cols)),
+                                 "importance": imp.ravel(), "baseline": base})
+        return pd.DataFrame(imp.T, columns=cols), baseline
+
+
+class MLEM(PairwiseModel):
     """Metric Learning Encoding Model with permutation feature importance.
 
     Parameters follow the reference package; additions: ``spd`` (False: unconstrained weights,
@@ -81,11 +219,6 @@ class MLEM(BaseEstimator):
         self.soft_rank_regularization = soft_rank_regularization
         self.random_state = random_state
 
-    # ------------------------------------------------------------------ helpers
-    def _seed(self):
-        seed = self.random_state if self.random_state is not None else self.random_seed
-        return int(np.random.SeedSequence(seed).generate_state(1, np.uint64)[0])
-
     def _kind(self):
         if not self.spd:
             return "free"
@@ -97,44 +230,11 @@ class MLEM(BaseEstimator):
         if str(self.device).startswith("cuda"):
             from ._backend import require_cuda
             require_cuda()
-        if not (callable(self.distance) or self.distance in nb.METRICS + ("precomputed",)):
-            raise ValueError(f"unknown distance {self.distance!r}; use one of "
-                             f"{nb.METRICS + ('precomputed',)} or a callable (Y1, Y2) -> (B,).")
+        self._check_distance()
         check_positive_int(self.max_steps, "max_steps")
         check_positive_int(self.n_permutations, "n_permutations")
         if not self.factor > 1:
             raise ValueError(f"factor must be > 1; got {self.factor}.")
-
-    def _data(self, X, Y):
-        precomputed = self.distance == "precomputed"
-        X_enc, names = encode_features(X, None, precomputed=precomputed)
-        Y_arr = prepare_representations(Y, X_enc.shape[0], precomputed=precomputed)
-        return X_enc, names, Y_arr
-
-    def _sampler(self, X_enc, Y):
-        """Returns sample(size, stream) -> (F (size, q), y (size,) raw neural distances)."""
-        n = X_enc.shape[0]
-        precomputed = self.distance == "precomputed"
-        D = None
-        if not precomputed and not callable(self.distance) and n * (n - 1) // 2 <= _MAX_RDM_PAIRS:
-            D = _condensed_rdm(Y, self.distance)  # small enough: neural distances once, not every step
-        seed = self._seed()
-
-        def sample(size, stream):
-            i, j = ops.sample_pairs(n, size, seed, stream)
-            if precomputed:
-                F = nb.feature_distances_precomputed(X_enc, i, j, self.interactions, self.nan_to_num)
-                y = Y[i, j].astype(np.float64)
-            else:
-                F = ops.feature_distances(X_enc, i, j, self.interactions, self.nan_to_num)
-                if D is not None:
-                    y = nb.rdm_lookup(D, n, i, j)
-                elif callable(self.distance):
-                    y = np.asarray(self.distance(Y[i], Y[j]), dtype=np.float64).reshape(-1)
-                else:
-                    y = nb.neural_distances(Y, i, j, self.distance)
-            return F, np.nan_to_num(y, nan=self.nan_to_num)
-        return sample
 
     # ------------------------------------------------------------------ API
     def estimate_batch_size(self, X, feature_names=None):
@@ -175,20 +275,28 @@ class MLEM(BaseEstimator):
     def fit(self, X, Y, feature_names=None):
         """Learn the metric. X: (n, m) features (DataFrame or array); Y: (n, ...) representations."""
         self._check_params()
-        X_enc, names, Y_arr = self._data(X, Y)
-        if feature_names is not None:
-            names = [str(f) for f in feature_names]
-        m = X_enc.shape[-1]
-        self.feature_names_in_ = np.array(names, dtype=object)
-        self.n_features_in_ = m
-        self.batch_size_ = (self._estimate_batch_size(X_enc) if self.batch_size is None else
-                            int(self.batch_size) if self.batch_size != "all" else X_enc.shape[0] ** 2)
-        self.X_, self.Y_ = X_enc, Y_arr
+        X_enc, names, Y_arr = self._data(X, Y, feature_names)
+        self._set_inputs(X_enc, names, Y_arr)
+        n, m = X_enc.shape[0], X_enc.shape[-1]
         kind = self._kind()
         q = m * (m + 1) // 2 if self.interactions else m
+        rows = self._rows(X_enc, Y_arr)
+        if self.batch_size == "all":  # full-batch training on every pair i < j, computed once
+            n_pairs = n * (n - 1) // 2
+            if n_pairs * (q + 4) * 8 > _MEMORY_BYTES[self.memory]:
+                raise ValueError(f"batch_size='all' needs {n_pairs:,} pairs x {q} columns "
+                                 f"({n_pairs * (q + 4) * 8 / 2**30:.1f} GiB), more than memory={self.memory!r} "
+                                 "allows; give an integer batch_size, or memory='high'.")
+            full = rows(*nb.all_pairs(n))
+            self.batch_size_ = n_pairs
+            sample = lambda size, stream: full  # noqa: E731
+        else:
+            self.batch_size_ = (self._estimate_batch_size(X_enc) if self.batch_size is None
+                                else check_positive_int(self.batch_size, "batch_size", 3))
+            seed = self._seed()
+            sample = lambda size, stream: rows(*ops.sample_pairs(n, size, seed, stream))  # noqa: E731
         rng = np.random.default_rng(self._seed())
         params = rng.uniform(0, 1, q) if kind == "diag" else rng.uniform(-1, 1, q)
-        sample = self._sampler(X_enc, Y_arr)
         mom, vel = np.zeros(q), np.zeros(q)
         best, best_params, since_best, lo, hi = -np.inf, params.copy(), 0, np.inf, -np.inf
         history = []
@@ -220,66 +328,3 @@ class MLEM(BaseEstimator):
         self.n_steps_ = len(history)
         self.history_ = np.array(history)
         return self
-
-    def _check_fitted(self):
-        if not hasattr(self, "weights_"):
-            raise RuntimeError("this MLEM is not fitted yet: call fit(X, Y) before score() or get_weights().")
-
-    def _column_names(self):
-        names = list(self.feature_names_in_)
-        return interaction_names(names) if self.interactions else names
-
-    def get_weights(self):
-        """Learned weights: DataFrame (m, 1) 'Weight', or (m, m) lower triangle with interactions."""
-        self._check_fitted()
-        names = list(self.feature_names_in_)
-        if not self.interactions:
-            return pd.DataFrame(self.weights_, index=names, columns=["Weight"])
-        W = np.full((len(names),) * 2, np.nan)
-        W[np.tril_indices(len(names))] = self.weights_
-        return pd.DataFrame(W, index=names, columns=names)
-
-    def score(self, X=None, Y=None, warning_threshold=0.05, batch_size=None, tidy=False):
-        """Permutation feature importance with exact Spearman (average ranks for ties).
-
-        For each predictor column and each of ``n_permutations``: a fresh batch, its baseline
-        Spearman, and the drop when that column is permuted across pairs.
-        Returns (importances DataFrame (n_permutations, q), Series 'spearman' of the q * n_permutations
-        baselines), or with ``tidy=True`` one long DataFrame (feature, permutation, importance, baseline).
-        """
-        self._check_fitted()
-        if (X is None) != (Y is None):
-            raise ValueError("give both X and Y, or neither (then the training data are used).")
-        if X is None:
-            X_enc, Y_arr = self.X_, self.Y_
-        else:
-            X_enc, _, Y_arr = self._data(X, Y)
-            if X_enc.shape[-1] != self.n_features_in_:
-                raise ValueError(f"X has {X_enc.shape[-1]} features; the model was fitted on {self.n_features_in_}.")
-        size = int(batch_size or self.batch_size_)
-        sample = self._sampler(X_enc, Y_arr)
-        cols = self._column_names()
-        P = self.n_permutations
-        rng = np.random.default_rng(self._seed() + 1)
-        base_pred, perm_pred, ys = [], [], []
-        for c in tqdm(range(len(cols)), desc="Permutation importance", disable=not self.verbose):
-            for p in range(P):
-                F, y = sample(size, 2**32 + c * P + p)
-                pred = F @ self.weights_
-                perm = rng.permutation(size)
-                base_pred.append(pred)
-                perm_pred.append(pred + self.weights_[c] * (F[perm, c] - F[:, c]))
-                ys.append(y)
-        ys = np.array(ys)
-        base = ops.spearman(np.array(base_pred), ys)
-        permuted = ops.spearman(np.array(perm_pred), ys)
-        imp = (base - permuted).reshape(len(cols), P)
-        importances = pd.DataFrame(imp.T, columns=cols)
-        baseline = pd.Series(base, name="spearman")
-        if baseline.std() > warning_threshold:
-            warnings.warn(f"high variability of the baseline score between batches (std={baseline.std():.3f} > "
-                          f"{warning_threshold}); increase batch_size or lower threshold.", UserWarning)
-        if tidy:
-            return pd.DataFrame({"feature": np.repeat(cols, P), "permutation": np.tile(np.arange(P), len(cols)),
-                                 "importance": imp.ravel(), "baseline": base})
-        return importances, baseline
