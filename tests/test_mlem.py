@@ -109,3 +109,38 @@ def test_bad_params_and_unfitted():
         MLEM().score()
     with pytest.raises(ValueError, match="symmetric"):
         MLEM(distance="precomputed").fit(np.random.rand(30, 30, 2), np.random.rand(30, 30))
+
+
+def test_batch_size_all_uses_every_pair_once():
+    X, Y = simulate(n=60)
+    model = MLEM(random_state=0, batch_size="all", max_steps=30).fit(X, Y)
+    assert model.batch_size_ == 60 * 59 // 2
+    # full batch: every step sees the same pairs, so the score history is deterministic
+    again = MLEM(random_state=0, batch_size="all", max_steps=30).fit(X, Y)
+    np.testing.assert_array_equal(model.history_, again.history_)
+    with pytest.raises(ValueError, match="batch_size='all' needs"):
+        MLEM(batch_size="all", memory="low", interactions=True).fit(*simulate(n=3000, m=12, weights=[1.0] * 12))
+
+
+@pytest.mark.parametrize("memory", ["low", "medium", "high"])
+def test_memory_setting_gives_the_same_importances(memory):
+    X, Y = simulate(n=100)
+    model = MLEM(random_state=0, batch_size=500, max_steps=20, memory=memory).fit(X, Y)
+    reference = MLEM(random_state=0, batch_size=500, max_steps=20, memory="low").fit(X, Y)
+    pd.testing.assert_frame_equal(model.score()[0], reference.score()[0])
+    with pytest.raises(ValueError, match="memory must be"):
+        MLEM(memory="huge").fit(X, Y)
+
+
+def test_score_matches_numpy_permutation_importance_twin():
+    from fastmlem import numpy_backend as nb, ops
+    X, Y = simulate(n=80)
+    model = MLEM(random_state=3, batch_size=400, max_steps=20, n_permutations=2).fit(X, Y)
+    imp, base = model.score()
+    # recompute the first task (column 0, permutation 0) with the numpy twin
+    rows = model._rows(model.X_, model.Y_)
+    F, y = rows(*ops.sample_pairs(80, 400, model._seed(), 2**32))
+    perm = np.random.default_rng(model._seed() + 1).permutation(400)
+    b, p = nb.permutation_importance(F, model.weights_, y, 0, perm)
+    assert base[0] == pytest.approx(b, abs=1e-12)
+    assert imp.iloc[0, 0] == pytest.approx(b - p, abs=1e-12)

@@ -280,13 +280,13 @@ class MLEM(PairwiseModel):
         n, m = X_enc.shape[0], X_enc.shape[-1]
         kind = self._kind()
         q = m * (m + 1) // 2 if self.interactions else m
+        n_pairs = n * (n - 1) // 2
+        if self.batch_size == "all" and n_pairs * (q + 4) * 8 > _MEMORY_BYTES[self.memory]:
+            raise ValueError(f"batch_size='all' needs {n_pairs:,} pairs x {q} columns "
+                             f"({n_pairs * (q + 4) * 8 / 2**30:.1f} GiB), more than memory={self.memory!r} "
+                             "allows; give an integer batch_size, or memory='high'.")
         rows = self._rows(X_enc, Y_arr)
         if self.batch_size == "all":  # full-batch training on every pair i < j, computed once
-            n_pairs = n * (n - 1) // 2
-            if n_pairs * (q + 4) * 8 > _MEMORY_BYTES[self.memory]:
-                raise ValueError(f"batch_size='all' needs {n_pairs:,} pairs x {q} columns "
-                                 f"({n_pairs * (q + 4) * 8 / 2**30:.1f} GiB), more than memory={self.memory!r} "
-                                 "allows; give an integer batch_size, or memory='high'.")
             full = rows(*nb.all_pairs(n))
             self.batch_size_ = n_pairs
             sample = lambda size, stream: full  # noqa: E731

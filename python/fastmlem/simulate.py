@@ -27,7 +27,7 @@ from . import numpy_backend as nb
 from . import ops
 
 NOISE_LEVELS = (0.0, 1.0, 2.0, 3.0, 4.0, 5.0)
-QUICK = dict(noise_levels=(0.0, 1.0, 3.0, 5.0), seeds=(0, 1), n_stimuli=128, n_features=8)
+QUICK = dict(noise_levels=(0.0, 1.0, 2.0, 3.0, 5.0), seeds=(0, 1, 2), n_stimuli=256, n_features=16)
 METHODS = ("MLEM", "FR-RSA-I", "FR-RSA")
 
 
@@ -51,6 +51,13 @@ def quadratic_form(weights: np.ndarray, m: int) -> np.ndarray:
     Q = (Q + Q.T) / 2  # off-diagonal coefficients split over (a, b) and (b, a); diagonal kept
     norm = np.linalg.norm(Q)
     return Q / norm if norm > 0 else Q
+
+
+def chance_frobenius(n_features: int, n_draws: int = 1000, seed: int = 0) -> float:
+    """Mean ||W1 - W2||_F between independent draws of :func:`random_spd`: the error of a guess."""
+    rng = np.random.default_rng(seed)
+    return float(np.mean([np.linalg.norm(random_spd(n_features, rng) - random_spd(n_features, rng))
+                          for _ in range(n_draws)]))
 
 
 def make_dataset(n_stimuli: int = 256, n_features: int = 16, noise: float = 0.0, n_dims: int = 768,
@@ -94,9 +101,14 @@ def _model(method: str, seed: int, max_steps: int, fast_cv: bool):
 
 
 def _test_spearman(model, X_test, Y_test) -> float:
-    """Exact Spearman between the model's prediction and neural distances over all held-out pairs."""
-    X_enc, _, Y_arr = model._data(X_test, Y_test)
-    F, y = model._rows(X_enc, Y_arr)(*nb.all_pairs(X_enc.shape[0]))
+    """Exact Spearman between the model's prediction and neural distances over all held-out pairs.
+
+    The 0/1 features are used as they are (a feature may be constant among few held-out stimuli).
+    """
+    from .mlem import pair_rows
+    X_enc = X_test.to_numpy(dtype=np.float64)
+    rows = pair_rows(X_enc, Y_test, model.distance, model.interactions, model.nan_to_num)
+    F, y = rows(*nb.all_pairs(len(X_enc)))
     return float(ops.spearman(F @ model.weights_, y))
 
 
