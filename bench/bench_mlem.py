@@ -44,13 +44,13 @@ def main():
     ap.add_argument("--steps", type=int, default=200)
     args = ap.parse_args()
     X, Y, w_true = make_data()
+    batch = MLEM(random_state=0).estimate_batch_size(X)  # then both packages get this batch size
     t = time.perf_counter()
-    model = MLEM(random_state=0, max_steps=args.steps, patience=args.steps).fit(X, Y)
+    model = MLEM(random_state=0, batch_size=batch, max_steps=args.steps, patience=args.steps).fit(X, Y)
     fit_time = time.perf_counter() - t
     t = time.perf_counter()
     model.score()
     score_time = time.perf_counter() - t
-    batch = model.batch_size_
     err = np.linalg.norm(model.weights_ - w_true)
     print(f"batch size {batch}, {model.n_steps_} steps")
     print(f"{'implementation':<28} {'fit s':>8} {'score s':>8} {'per step ms':>12} {'ratio':>8} {'|w - w_true|':>13}")

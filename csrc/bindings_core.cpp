@@ -3,6 +3,7 @@
 #include <pybind11/pybind11.h>
 
 #include "kernels.hpp"
+#include "mlem_step.hpp"
 
 namespace py = pybind11;
 using dArr = py::array_t<double, py::array::c_style | py::array::forcecast>;
@@ -48,4 +49,21 @@ PYBIND11_MODULE(_core, mod) {
       fastmlem::soft_rank_vjp(g.data(), x.data(), ranks.data(), perm.data(), block.data(), eps.data(), T, B, kl, out.mutable_data()); }
     return out;
   });
+  // Holds numpy references to X and D so the raw pointers stay valid for the object's lifetime.
+  struct PyMlemStep {
+    dArr X, D;
+    fastmlem::MlemStep impl;
+    PyMlemStep(dArr X_, dArr D_, bool interactions, double nan_to_num, int64_t batch, uint64_t seed,
+               double strength, bool kl)
+        : X(X_), D(D_), impl(X.data(), D.data(), X.shape(0), X.shape(1), interactions, nan_to_num, batch, seed,
+                             strength, kl) {}
+  };
+  py::class_<PyMlemStep>(mod, "MlemStep")
+      .def(py::init<dArr, dArr, bool, double, int64_t, uint64_t, double, bool>())
+      .def("step", [](PyMlemStep& self, uint64_t stream, dArr w, double lo, double hi) {
+        dArr grad(self.impl.columns());
+        double score;
+        { py::gil_scoped_release r; score = self.impl.step(stream, w.data(), &lo, &hi, grad.mutable_data()); }
+        return py::make_tuple(score, grad, lo, hi);
+      });
 }

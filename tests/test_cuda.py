@@ -251,3 +251,23 @@ def test_kernels_run_on_the_current_stream(cp):
     np.testing.assert_array_equal(cp.asnumpy(r), rankdata(x, axis=1))
     np.testing.assert_allclose(cp.asnumpy(sr), ops.soft_rank(x, "auto")[0], atol=1e-9)
     np.testing.assert_allclose(cp.asnumpy(grad), ops.soft_rank_vjp(ops.soft_rank(x, "auto")[1], x), atol=1e-9)
+
+
+@pytest.mark.parametrize("interactions,strength", [(False, 1.0), (True, "auto")])
+def test_mlem_step_matches_cpu_fused_step(cp, interactions, strength):
+    rng = np.random.default_rng(15)
+    n, m = 80, 4
+    X = rng.integers(0, 3, size=(n, m)).astype(float)
+    D = nb.condensed_rdm(rng.normal(size=(n, 10)))
+    q = m * (m + 1) // 2 if interactions else m
+    w = rng.random(q)
+    cpu = ops.mlem_step(X, D, interactions, 0.0, 3000, 7, strength)
+    gpu = co.mlem_step(cp.asarray(X), cp.asarray(D), interactions, 0.0, 3000, 7, strength)
+    lo, hi = np.inf, -np.inf
+    for stream in range(3):
+        want = cpu(stream, w, lo, hi)
+        got = gpu(stream, cp.asarray(w), lo, hi)
+        assert np.isclose(float(got[0]), want[0], atol=1e-12)
+        np.testing.assert_allclose(cp.asnumpy(got[1]), want[1], atol=1e-10)
+        assert float(got[2]) == want[2] and float(got[3]) == want[3]
+        lo, hi = want[2], want[3]

@@ -183,3 +183,32 @@ def test_rank_loss_grad_matches_twin(strength):
     want = nb.rank_loss_grad(F, w, y, strength)
     assert np.isclose(got[0], want[0], atol=1e-12)
     np.testing.assert_allclose(got[1], want[1], atol=1e-10)
+
+
+@pytest.mark.parametrize("interactions", [False, True])
+@pytest.mark.parametrize("strength, regularization", [(1.0, "l2"), ("auto", "l2"), (0.3, "kl")])
+def test_fused_mlem_step_equals_the_composed_objective(interactions, strength, regularization):
+    """ops.mlem_step (one C++ call) == sample_pairs -> rows -> min-max^2 -> ops.rank_loss_grad."""
+    from fastmlem import ops
+    rng = np.random.default_rng(5)
+    n, m, B = 57, 4, 701
+    X = rng.integers(0, 3, (n, m)).astype(float) / 2
+    X[3, 1] = np.nan
+    D = nb.condensed_rdm(rng.normal(size=(n, 6)))
+    q = m * (m + 1) // 2 if interactions else m
+    w = rng.uniform(-1, 1, q)
+    step = ops.mlem_step(X, D, interactions, 0.25, B, seed=11, strength=strength, regularization=regularization)
+    lo, hi = np.inf, -np.inf
+    for stream in range(3):
+        score, grad, lo_c, hi_c = step(stream, w, lo, hi)
+        i, j = ops.sample_pairs(n, B, 11, stream)
+        F = ops.feature_distances(X, i, j, interactions, 0.25)
+        y = nb.rdm_lookup(D, n, i, j)
+        lo, hi = min(lo, y.min()), max(hi, y.max())
+        expected_score, expected_grad = ops.rank_loss_grad(F, w, ((y - lo) / (hi - lo + 1e-8)) ** 2, strength,
+                                                           regularization)
+        assert (lo_c, hi_c) == (lo, hi)
+        assert score == pytest.approx(expected_score, abs=1e-12)
+        np.testing.assert_allclose(grad, expected_grad, rtol=1e-9, atol=1e-12)
+    with pytest.raises(ValueError, match="condensed RDM"):
+        ops.mlem_step(X, D[:-1], False, 0.0, B, 0)

@@ -1,5 +1,6 @@
 #include "kernels.hpp"
 #include "radix.hpp"
+#include "rng.hpp"
 
 #include <algorithm>
 #include <cmath>
@@ -8,25 +9,14 @@
 
 namespace fastmlem {
 
-uint64_t splitmix64(uint64_t x) {
-  uint64_t z = x + 0x9E3779B97F4A7C15ULL;
-  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
-  z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
-  return z ^ (z >> 31);
-}
+uint64_t splitmix64(uint64_t x) { return rng::splitmix64(x); }
 
-uint64_t stream_key(uint64_t seed, uint64_t stream) {
-  return splitmix64(splitmix64(seed) ^ (stream * 0xD1B54A32D192ED03ULL));
-}
+uint64_t stream_key(uint64_t seed, uint64_t stream) { return rng::stream_key(seed, stream); }
 
 void sample_pairs(int64_t n, int64_t B, uint64_t seed, uint64_t stream, int64_t* i, int64_t* j) {
   const uint64_t key = stream_key(seed, stream), un = static_cast<uint64_t>(n);
 #pragma omp parallel for schedule(static) if (B > 262144)
-  for (int64_t k = 0; k < B; ++k) {
-    const uint64_t h = splitmix64(key + static_cast<uint64_t>(k));
-    i[k] = static_cast<int64_t>(((h >> 32) * un) >> 32);
-    j[k] = static_cast<int64_t>(((h & 0xFFFFFFFFULL) * un) >> 32);
-  }
+  for (int64_t k = 0; k < B; ++k) rng::pair(key, static_cast<uint64_t>(k), un, i + k, j + k);
 }
 
 void feature_distances(const double* X, int64_t m, const int64_t* i, const int64_t* j, int64_t B,

@@ -22,22 +22,24 @@ static void soft_rank_row(const double* x, double eps, int64_t B, bool kl, doubl
                           std::vector<int64_t>& itmp) {
   radix_argsort(x, B, true, order, keys, ktmp, itmp);  // descending, ties in index order
   std::copy(order.begin(), order.end(), perm);
-  s.resize(B); v.clear(); s1.clear(); s2.clear(); start.clear();
+  s.resize(B); v.resize(B); s1.resize(B); s2.resize(B); start.resize(B + 1);
   for (int64_t k = 0; k < B; ++k) s[k] = x[perm[k]] / eps;
+  int64_t top = 0;  // number of pooled blocks; block b has start[b], sums s1[b], s2[b], value v[b]
   for (int64_t k = 0; k < B; ++k) {
     const double rho = static_cast<double>(B - k);
-    start.push_back(k);
-    if (kl) { s1.push_back(s[k]); s2.push_back(std::log(rho)); v.push_back(s[k] - std::log(rho)); }
-    else { s1.push_back(s[k] - rho); s2.push_back(1.0); v.push_back(s[k] - rho); }
-    while (v.size() > 1 && v[v.size() - 2] <= v.back()) {
-      const size_t t = v.size() - 2;
+    start[top] = k;
+    if (kl) { s1[top] = s[k]; s2[top] = std::log(rho); v[top] = s[k] - s2[top]; }
+    else { s1[top] = s[k] - rho; s2[top] = 1.0; v[top] = s1[top]; }
+    ++top;
+    while (top > 1 && v[top - 2] <= v[top - 1]) {
+      const int64_t t = top - 2;
       if (kl) { s1[t] = logaddexp(s1[t], s1[t + 1]); s2[t] = logaddexp(s2[t], s2[t + 1]); v[t] = s1[t] - s2[t]; }
       else { s1[t] += s1[t + 1]; s2[t] += s2[t + 1]; v[t] = s1[t] / s2[t]; }
-      v.pop_back(); s1.pop_back(); s2.pop_back(); start.pop_back();
+      --top;
     }
   }
-  start.push_back(B);
-  for (size_t b = 0; b + 1 < start.size(); ++b)
+  start[top] = B;
+  for (int64_t b = 0; b < top; ++b)
     for (int64_t k = start[b]; k < start[b + 1]; ++k) {
       const double primal = s[k] - v[b];
       ranks[perm[k]] = kl ? std::exp(primal) : primal;
@@ -49,9 +51,10 @@ void soft_rank(const double* x, const double* eps, int64_t T, int64_t B, bool kl
                int64_t* perm, int64_t* block_start) {
 #pragma omp parallel if (T > 1)
   {
-    std::vector<double> s, v, s1, s2;
-    std::vector<int64_t> start, order, itmp;
-    std::vector<uint64_t> keys, ktmp;
+    // per-thread scratch kept between calls: the training loop ranks same-sized batches every step
+    static thread_local std::vector<double> s, v, s1, s2;
+    static thread_local std::vector<int64_t> start, order, itmp;
+    static thread_local std::vector<uint64_t> keys, ktmp;
 #pragma omp for schedule(dynamic)
     for (int64_t t = 0; t < T; ++t)
       soft_rank_row(x + t * B, eps[t], B, kl, ranks + t * B, perm + t * B, block_start + t * B, s, v,
@@ -64,7 +67,7 @@ void soft_rank_vjp(const double* g, const double* x, const double* ranks, const 
                    double* out) {
 #pragma omp parallel if (T > 1)
   {
-    std::vector<double> u;
+    static thread_local std::vector<double> u;
 #pragma omp for schedule(dynamic)
     for (int64_t t = 0; t < T; ++t) {
       const double *gt = g + t * B, *xt = x + t * B, *rt = ranks + t * B;

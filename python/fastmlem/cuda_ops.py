@@ -5,7 +5,8 @@ Same names and signatures as :mod:`fastmlem.ops` (and its numpy twins in
 ``spearman``, ``soft_rank``, ``soft_rank_vjp``, ``rank_loss_grad``, ``SoftRankState``. GPU-only
 helpers: ``neural_distances``, ``precomputed_distances``, ``condensed_rdm`` (cuBLAS GEMM),
 ``rdm_lookup``, ``feature_distances_precomputed``, the fused ``sample_predict`` / ``predict`` /
-``features_vjp`` / ``rank_loss_grad_pairs`` (never store the (B, q) predictor matrix), ``pearson``
+``features_vjp`` / ``rank_loss_grad_pairs`` / ``mlem_step`` (never store the (B, q) predictor
+matrix), ``pearson``
 and ``permutation_spearman`` (neural distances ranked once for all permuted predictions).
 
 Every kernel runs on cupy's current stream and allocates from cupy's memory pool; nothing is
@@ -470,3 +471,43 @@ def rank_loss_grad_pairs(X, w, i, j, y, strength=1.0, regularization: str = "l2"
     pred = predict(X, w, i, j, interactions, nan_to_num)
     score, g_pred = _rank_loss(cp, cu, pred, y, strength, regularization)
     return score, features_vjp(X, i, j, g_pred, interactions, nan_to_num)
+
+
+def mlem_step(X, D, interactions: bool, nan_to_num: float, batch_size: int, seed: int, strength=1.0,
+              regularization: str = "l2"):
+    """GPU twin of :func:`fastmlem.ops.mlem_step`: MLEM's training step on a fresh batch, fused.
+
+    X: (n, m) encoded features; D: condensed neural RDM (n(n-1)/2,) (e.g. from
+    :func:`condensed_rdm`). Returns step(stream, w (q,), lo, hi) -> (score, grad_w (q,), lo, hi):
+    pairs from ``sample_pairs(n, batch_size, seed, stream)``, neural distances looked up in D (NaN ->
+    nan_to_num), min-max scaled with the running (lo, hi) and squared, score =
+    pearson(soft_rank(F w), soft_rank(y)) and grad_w = d score / d w. F is never stored, and nothing
+    leaves the device: score, lo and hi are 0-d cupy arrays (lo, hi may be given as floats).
+    """
+    cp, cu = _mods()
+    if regularization not in ("l2", "kl"):
+        raise ValueError(f"regularization must be 'l2' or 'kl'; got {regularization!r}.")
+    soft_rank_strengths(cp.zeros((1, 2)), strength)  # validates strength
+    X, D = _f64(cp, X, "X"), _f64(cp, D, "D")
+    n = X.shape[0]
+    if X.ndim != 2 or D.shape != (n * (n - 1) // 2,):
+        raise ValueError(f"X must be (n, m) and D the condensed RDM (n(n-1)/2,); got {X.shape} and {D.shape}.")
+    m, B = X.shape[1], int(batch_size)
+
+    def step(stream, w, lo, hi):
+        i, j, pred = sample_predict(X, w, B, seed, stream, interactions, nan_to_num)
+        y = cp.empty(B, cp.float64)  # pairs come from our sampler: no bounds check (and no sync) needed
+        cu.lookup_condensed(D.data.ptr, n, i.data.ptr, j.data.ptr, B, y.data.ptr, _stream(cp))
+        y = cp.nan_to_num(y, nan=nan_to_num)
+        lo, hi = cp.minimum(lo, y.min()), cp.maximum(hi, y.max())  # running min-max, as the reference
+        y = ((y - lo) / (hi - lo + 1e-8)) ** 2
+        score, g_pred = _rank_loss(cp, cu, pred, y, strength, regularization)
+        if not cu.fused_supported(m, bool(interactions)):
+            return score, _feature_rows(cp, cu, X, n, m, False, i, j, interactions, nan_to_num).T @ g_pred, lo, hi
+        grad = cp.empty(_q(m, interactions), cp.float64)
+        nbytes = cu.features_vjp_workspace(m, bool(interactions), B)
+        work = _work(cp, nbytes)
+        cu.features_vjp(X.data.ptr, n, m, False, bool(interactions), float(nan_to_num), i.data.ptr, j.data.ptr, B,
+                        g_pred.data.ptr, grad.data.ptr, work.data.ptr, nbytes, _stream(cp))
+        return score, grad, lo, hi
+    return step

@@ -67,6 +67,7 @@ def pair_rows(X_enc, Y, distance, interactions, nan_to_num):
             else:
                 y = nb.neural_distances(Y, i, j, distance)
         return F, np.nan_to_num(y, nan=nan_to_num)
+    rows.rdm = D  # the condensed neural RDM, or None when it is not precomputed
     return rows
 
 
@@ -257,8 +258,11 @@ class MLEM(PairwiseModel):
             else:
                 F = ops.feature_distances(X_enc, i, j, False, self.nan_to_num)
             F = F.reshape(self.n_trials, size, m)
+            mean = np.ones(size) @ F / size  # (trials, m); all trials' correlations at once, by BLAS
+            cov = np.transpose(F, (0, 2, 1)) @ F / size - mean[:, :, None] * mean[:, None, :]
+            sd = np.sqrt(np.einsum("tii->ti", cov))
             with np.errstate(invalid="ignore", divide="ignore"):  # constant column in a batch -> 0
-                corr = np.nan_to_num(np.array([np.corrcoef(Ft, rowvar=False)[a, b] for Ft in F]))
+                corr = np.nan_to_num((cov / (sd[:, :, None] * sd[:, None, :]))[:, a, b])
             if corr.std(0).max() < self.threshold:
                 break
             size = int(size * self.factor)
@@ -295,6 +299,10 @@ class MLEM(PairwiseModel):
                                 else check_positive_int(self.batch_size, "batch_size", 3))
             seed = self._seed()
             sample = lambda size, stream: rows(*ops.sample_pairs(n, size, seed, stream))  # noqa: E731
+        fused = None
+        if rows.rdm is not None and self.batch_size != "all" and X_enc.ndim == 2:  # whole step in C++
+            fused = ops.mlem_step(X_enc, rows.rdm, self.interactions, self.nan_to_num, self.batch_size_,
+                                  self._seed(), self.soft_rank_strength, self.soft_rank_regularization)
         rng = np.random.default_rng(self._seed())
         params = rng.uniform(0, 1, q) if kind == "diag" else rng.uniform(-1, 1, q)
         mom, vel = np.zeros(q), np.zeros(q)
@@ -302,11 +310,14 @@ class MLEM(PairwiseModel):
         history = []
         bar = tqdm(range(self.max_steps), desc=f"Fitting MLEM (batch {self.batch_size_})", disable=not self.verbose)
         for step in bar:
-            F, y = sample(self.batch_size_, step)
-            lo, hi = min(lo, y.min()), max(hi, y.max())  # running min-max, as the reference
-            y = ((y - lo) / (hi - lo + 1e-8)) ** 2
-            score, grad_w = ops.rank_loss_grad(F, nb.weights(params, m, kind), y, self.soft_rank_strength,
-                                               self.soft_rank_regularization)
+            w = nb.weights(params, m, kind)
+            if fused is not None:
+                score, grad_w, lo, hi = fused(step, w, lo, hi)
+            else:
+                F, y = sample(self.batch_size_, step)
+                lo, hi = min(lo, y.min()), max(hi, y.max())  # running min-max, as the reference
+                y = ((y - lo) / (hi - lo + 1e-8)) ** 2
+                score, grad_w = ops.rank_loss_grad(F, w, y, self.soft_rank_strength, self.soft_rank_regularization)
             grad = nb.weights_vjp(params, m, kind, grad_w)
             history.append(score)
             if score > best:

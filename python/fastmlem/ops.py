@@ -102,3 +102,24 @@ def rank_loss_grad(F, w, y, strength=1.0, regularization: str = "l2"):
     ry, _ = soft_rank(y, strength, regularization)
     score, g_rank = pearson_grad(rx, ry)
     return score, F.T @ soft_rank_vjp(state, g_rank)
+
+
+def mlem_step(X, D, interactions: bool, nan_to_num: float, batch_size: int, seed: int, strength=1.0,
+              regularization: str = "l2"):
+    """MLEM's training step fused in C++ (the objective of :func:`rank_loss_grad`, on a fresh batch).
+
+    X: (n, m) encoded features; D: condensed neural RDM (n(n-1)/2,) in the order of
+    ``numpy_backend.all_pairs``. Returns step(stream, w (q,), lo, hi) -> (score, grad_w (q,), lo, hi):
+    pairs from ``sample_pairs(n, batch_size, seed, stream)``, neural distances min-max scaled with the
+    running (lo, hi) and squared, score = pearson(soft_rank(F w), soft_rank(y)).
+    """
+    if regularization not in ("l2", "kl"):
+        raise ValueError(f"regularization must be 'l2' or 'kl'; got {regularization!r}.")
+    soft_rank_strengths(np.zeros((1, 2)), strength)  # validates strength
+    X, D = _as_f64(X, "X"), _as_f64(D, "D")
+    n = X.shape[0]
+    if X.ndim != 2 or D.shape != (n * (n - 1) // 2,):
+        raise ValueError(f"X must be (n, m) and D the condensed RDM (n(n-1)/2,); got {X.shape} and {D.shape}.")
+    core = require_core().MlemStep(X, D, bool(interactions), float(nan_to_num), int(batch_size), int(seed),
+                                   -1.0 if strength == "auto" else float(strength), regularization == "kl")
+    return core.step

@@ -1,0 +1,73 @@
+#include "mlem_step.hpp"
+
+#include <algorithm>
+#include <cmath>
+
+#include "kernels.hpp"
+
+namespace fastmlem {
+
+MlemStep::MlemStep(const double* X, const double* D, int64_t n, int64_t m, bool interactions, double nan_to_num,
+                   int64_t batch, uint64_t seed, double strength, bool kl)
+    : X_(X), D_(D), n_(n), m_(m), q_(interactions ? m * (m + 1) / 2 : m), B_(batch),
+      interactions_(interactions), kl_(kl), nan_to_num_(nan_to_num), strength_(strength), seed_(seed),
+      i_(batch), j_(batch), perm_(batch), block_(batch), perm_y_(batch), block_y_(batch),
+      F_(batch * q_), y_(batch), pred_(batch), rank_x_(batch), rank_y_(batch), g_(batch), gx_(batch) {}
+
+namespace {
+double strength_of(const std::vector<double>& v, double strength) {
+  if (strength > 0) return strength;
+  const auto [lo, hi] = std::minmax_element(v.begin(), v.end());
+  const double span = *hi - *lo;
+  return span > 0 ? span / static_cast<double>(v.size()) : 1.0;
+}
+}  // namespace
+
+double MlemStep::step(uint64_t stream, const double* w, double* lo, double* hi, double* grad_w) {
+  const int64_t B = B_, q = q_;
+  sample_pairs(n_, B, seed_, stream, i_.data(), j_.data());
+  feature_distances(X_, m_, i_.data(), j_.data(), B, interactions_, nan_to_num_, F_.data());
+  for (int64_t k = 0; k < B; ++k) {  // condensed-RDM lookup, 0 on the diagonal
+    const int64_t a = std::min(i_[k], j_[k]), b = std::max(i_[k], j_[k]);
+    const double d = a == b ? 0.0 : D_[n_ * a - a * (a + 1) / 2 + b - a - 1];
+    y_[k] = std::isnan(d) ? nan_to_num_ : d;
+  }
+  const auto [ymin, ymax] = std::minmax_element(y_.begin(), y_.end());
+  *lo = std::min(*lo, *ymin);  // running min-max, as the reference
+  *hi = std::max(*hi, *ymax);
+  const double scale = 1.0 / (*hi - *lo + 1e-8);
+  for (int64_t k = 0; k < B; ++k) {
+    const double t = (y_[k] - *lo) * scale;
+    y_[k] = t * t;
+    const double* f = &F_[k * q];
+    double s = 0.0;
+    for (int64_t c = 0; c < q; ++c) s += f[c] * w[c];
+    pred_[k] = s;
+  }
+  const double eps_x = strength_of(pred_, strength_), eps_y = strength_of(y_, strength_);
+  soft_rank(pred_.data(), &eps_x, 1, B, kl_, rank_x_.data(), perm_.data(), block_.data());
+  soft_rank(y_.data(), &eps_y, 1, B, kl_, rank_y_.data(), perm_y_.data(), block_y_.data());
+  // Pearson of the two soft-rank vectors and its gradient w.r.t. the first
+  double mx = 0.0, my = 0.0;
+  for (int64_t k = 0; k < B; ++k) { mx += rank_x_[k]; my += rank_y_[k]; }
+  mx /= B; my /= B;
+  double sxx = 0.0, syy = 0.0, sxy = 0.0;
+  for (int64_t k = 0; k < B; ++k) {
+    const double a = rank_x_[k] - mx, b = rank_y_[k] - my;
+    sxx += a * a; syy += b * b; sxy += a * b;
+  }
+  std::fill(grad_w, grad_w + q, 0.0);
+  const double nx = std::sqrt(sxx), ny = std::sqrt(syy);
+  if (nx == 0.0 || ny == 0.0) return 0.0;
+  const double r = sxy / (nx * ny);
+  for (int64_t k = 0; k < B; ++k) g_[k] = (rank_y_[k] - my) / (nx * ny) - r * (rank_x_[k] - mx) / sxx;
+  soft_rank_vjp(g_.data(), pred_.data(), rank_x_.data(), perm_.data(), block_.data(), &eps_x, 1, B, kl_, gx_.data());
+  for (int64_t k = 0; k < B; ++k) {  // grad_w = F^T gx
+    const double* f = &F_[k * q];
+    const double gk = gx_[k];
+    for (int64_t c = 0; c < q; ++c) grad_w[c] += f[c] * gk;
+  }
+  return r;
+}
+
+}  // namespace fastmlem

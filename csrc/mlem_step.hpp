@@ -1,0 +1,31 @@
+// MLEM's training step fused into one call: sample pairs, predictor rows, neural distances from a
+// condensed RDM, running min-max + square, prediction, soft ranks, Pearson and its gradient.
+// The same objective as fastmlem.ops.rank_loss_grad (tested equal), without per-step Python.
+#pragma once
+#include <cstdint>
+#include <vector>
+
+namespace fastmlem {
+
+class MlemStep {
+ public:
+  // X (n, m) encoded features; D condensed RDM (n(n-1)/2), both kept by reference (caller owns).
+  // strength > 0: fixed soft-rank strength; strength <= 0: 'auto' (range / B per vector).
+  MlemStep(const double* X, const double* D, int64_t n, int64_t m, bool interactions, double nan_to_num,
+           int64_t batch, uint64_t seed, double strength, bool kl);
+  // One step on stream `stream` with column weights w (q). Updates the running lo/hi of the raw
+  // neural distances; writes grad_w (q); returns the score pearson(softrank(F w), softrank(y)).
+  double step(uint64_t stream, const double* w, double* lo, double* hi, double* grad_w);
+  int64_t columns() const { return q_; }
+
+ private:
+  const double *X_, *D_;
+  int64_t n_, m_, q_, B_;
+  bool interactions_, kl_;
+  double nan_to_num_, strength_;
+  uint64_t seed_;
+  std::vector<int64_t> i_, j_, perm_, block_, perm_y_, block_y_;
+  std::vector<double> F_, y_, pred_, rank_x_, rank_y_, g_, gx_;
+};
+
+}  // namespace fastmlem
