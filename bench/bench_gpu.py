@@ -181,24 +181,51 @@ def main():
     tab.row(f"permutation_spearman T={T} B={Bv} K={K}", t, (K + 2) * T * Bv * 16, median(plain, 5),
             "argsort ranks, y re-ranked")
 
-    # ---- reference MLEM on CUDA (end to end, when installed)
-    try:
-        import time
+    # ---- MLEM end to end (the issue's targets): fastmlem on CUDA vs the reference on CUDA
+    mlem_end_to_end(cp, rng, steps=200 if args.quick else 1000)
 
-        import torch
-        from mlem import MLEM as RefMLEM
-        if torch.cuda.is_available():
-            Xf = rng.integers(0, 2, size=(1000, 8)).astype(float)
-            Yn = (Xf @ rng.normal(size=(8, 256))).astype(np.float32)
-            import pandas as pd
-            df = pd.DataFrame(Xf, columns=[f"f{k}" for k in range(8)]).astype(int).astype("category")
-            t0 = time.perf_counter()
-            RefMLEM(device="cuda", max_steps=100, batch_size=2**16, n_permutations=1).fit(df, torch.tensor(Yn))
-            ref = time.perf_counter() - t0
-            print(f"reference mlem on CUDA, fit 100 steps B=65536: {ref:.2f} s "
-                  "(compare with fastmlem.MLEM(device='cuda') once wired)")
-    except Exception as exc:
-        print(f"reference mlem on CUDA: skipped ({exc.__class__.__name__})")
+
+def mlem_end_to_end(cp, rng, steps, batch=20_000):
+    """fit + score, 16 binary features with interactions, 1024-dim float32 Y, fixed steps."""
+    import time
+
+    import pandas as pd
+
+    from fastmlem import MLEM
+    print(f"\nMLEM fit ({steps} steps, batch {batch}, interactions) + score, 1024-dim Y")
+    print(f"{'n stimuli':>10} {'fastmlem cuda s':>16} {'reference cuda s':>17} {'ratio':>7}")
+    for n in (100_000, 1_000_000):
+        codes = rng.integers(0, 2, size=(n, 16))
+        X = pd.DataFrame(codes, columns=[f"f{k}" for k in range(16)]).astype("category")
+        Y = cp.asarray(codes.astype(np.float32) @ rng.normal(size=(16, 1024)).astype(np.float32)
+                       + rng.normal(size=(n, 1024)).astype(np.float32))
+        model = MLEM(interactions=True, batch_size=batch, max_steps=steps, patience=steps, device="cuda",
+                     random_state=0)
+        cp.cuda.Device().synchronize()
+        t0 = time.perf_counter()
+        model.fit(X, Y)
+        model.score()
+        cp.cuda.Device().synchronize()
+        ours = time.perf_counter() - t0
+        ref_s = "not run"
+        if n == 100_000:
+            try:
+                import torch
+                from mlem import MLEM as RefMLEM
+                Yt = torch.from_dlpack(Y)
+                t0 = time.perf_counter()
+                ref = RefMLEM(interactions=True, batch_size=batch, max_steps=steps, patience=steps, device="cuda",
+                              random_seed=0)
+                ref.fit(X, Yt)
+                ref.score()
+                torch.cuda.synchronize()
+                ref_t = time.perf_counter() - t0
+                ref_s = f"{ref_t:.2f}"
+                print(f"{n:>10} {ours:>16.2f} {ref_s:>17} {ref_t / ours:>7.1f}")
+                continue
+            except Exception as exc:
+                ref_s = f"skipped ({exc.__class__.__name__})"
+        print(f"{n:>10} {ours:>16.2f} {ref_s:>17}")
 
 
 if __name__ == "__main__":

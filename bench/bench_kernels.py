@@ -76,9 +76,52 @@ def main():
         row("soft rank fwd+bwd, one 1e5 vector", t_ours, t_theirs, label)
     if not others:
         print(f"{'soft rank fwd+bwd, one 1e5 vector':<44} {t_ours * 1e3:>10.3f}   (torch + torchsort not installed)")
-    Y = rng.normal(size=(1000, 768))
-    t_pdist = median_time(lambda: pdist(Y), 3)
-    print(f"{'(reference) scipy pdist euclidean 1000x768':<44} {t_pdist * 1e3:>10.3f}")
+    bench_neural_distances(rng)
+    bench_permutation_spearman(rng)
+
+
+def copy_bandwidth(nbytes=2**28):
+    """This machine's memory bandwidth (bytes/s) as seen by a large numpy copy (read + write)."""
+    src = np.ones(nbytes // 8)
+    dst = np.empty_like(src)
+    return 2 * nbytes / median_time(lambda: np.copyto(dst, src), 5)
+
+
+def bench_neural_distances(rng):
+    from sklearn.metrics.pairwise import euclidean_distances
+
+    from fastmlem.mlem import _condensed_rdm
+    n, p, B = 20_000, 768, 100_000
+    Y = rng.normal(size=(n, p)).astype(np.float32)
+    i, j = ops.sample_pairs(n, B, 2)
+    ours = median_time(lambda: ops.neural_distances(Y, i, j))
+    row(f"sampled-pair euclidean p={p} f32 (B={B})", ours,
+        median_time(lambda: np.linalg.norm(Y[i] - Y[j], axis=1)), "numpy gather (float32 sums)")
+    row(f"sampled-pair euclidean p={p} f32 (B={B})", ours,
+        median_time(lambda: nb.neural_distances(Y, i, j), 3), "numpy twin (float64)")
+    t_cos = median_time(lambda: ops.neural_distances(Y, i, j, "cosine"))
+    row(f"sampled-pair cosine p={p} f32 (B={B})", t_cos,
+        median_time(lambda: nb.neural_distances(Y, i, j, "cosine"), 3), "numpy twin (float64)")
+    gbs, bw = 2 * B * p * Y.itemsize / ours / 1e9, copy_bandwidth() / 1e9
+    print(f"  sampled-pair euclidean kernel: {gbs:.1f} GB/s of rows read (2*B*p*4 bytes) vs {bw:.1f} GB/s "
+          f"numpy copy bandwidth here ({gbs / bw:.0%} of the roofline)")
+    Yr = rng.normal(size=(2000, p))
+    ours = median_time(lambda: _condensed_rdm(Yr, "euclidean"), 5)
+    row("condensed euclidean RDM n=2000 p=768 (GEMM)", ours, median_time(lambda: pdist(Yr), 3),
+        "scipy.spatial.distance.pdist")
+    row("condensed euclidean RDM n=2000 p=768 (GEMM)", ours, median_time(lambda: euclidean_distances(Yr), 5),
+        "sklearn euclidean_distances (square)")
+
+
+def bench_permutation_spearman(rng):
+    T, B = 40, 10_000
+    pred = rng.integers(0, 5, size=(T, B)).astype(float)  # categorical predictions: heavy ties
+    perm = rng.permuted(pred, axis=1)
+    y = pred + rng.normal(size=(T, B))
+    ours = median_time(lambda: ops.permutation_spearman(pred, perm, y), 3) / T
+    theirs = median_time(lambda: [(spearmanr(a, c), spearmanr(b, c)) for a, b, c in zip(pred[:10], perm[:10], y[:10])],
+                         3) / 10
+    row(f"permutation Spearman base+permuted (B={B})", ours, theirs, "2 x scipy.stats.spearmanr per row")
 
 
 if __name__ == "__main__":

@@ -2,6 +2,9 @@
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
+#include <map>
+#include <string>
+
 #include "kernels.hpp"
 #include "mlem_step.hpp"
 
@@ -66,4 +69,33 @@ PYBIND11_MODULE(_core, mod) {
         { py::gil_scoped_release r; score = self.impl.step(stream, w.data(), &lo, &hi, grad.mutable_data()); }
         return py::make_tuple(score, grad, lo, hi);
       });
+  mod.def("permutation_spearman", [](dArr pred, dArr permuted, dArr y) {  // (T, B), (K, T, B), (T, B)
+    const int64_t K = permuted.shape(0), T = y.shape(0), B = y.shape(1);
+    dArr base(T), perm({K, T});
+    { py::gil_scoped_release r;
+      fastmlem::permutation_spearman(pred.data(), permuted.data(), y.data(), K, T, B, base.mutable_data(),
+                                     perm.mutable_data()); }
+    return py::make_tuple(base, perm);
+  });
+  // Y is taken as it comes, float32 or float64 with any row stride (unit column stride: ops.py checks).
+  const auto neural = [](auto Y, iArr i, iArr j, const std::string& metric) {
+    using T = typename decltype(Y)::value_type;
+    static const std::map<std::string, fastmlem::NeuralMetric> metrics = {
+        {"euclidean", fastmlem::NeuralMetric::euclidean}, {"manhattan", fastmlem::NeuralMetric::manhattan},
+        {"cosine", fastmlem::NeuralMetric::cosine}, {"norm_diff", fastmlem::NeuralMetric::norm_diff}};
+    const auto m = metrics.find(metric);
+    if (m == metrics.end()) throw py::value_error("unknown metric " + metric);
+    const int64_t B = i.shape(0), ld = Y.strides(0) / static_cast<py::ssize_t>(sizeof(T));
+    dArr out(B);
+    { py::gil_scoped_release r;
+      fastmlem::neural_distances(Y.data(), Y.shape(0), Y.shape(1), ld, i.data(), j.data(), B, m->second,
+                                 out.mutable_data()); }
+    return out;
+  };
+  mod.def("neural_distances", [neural](py::array_t<float> Y, iArr i, iArr j, const std::string& metric) {
+    return neural(Y, i, j, metric);
+  });
+  mod.def("neural_distances", [neural](py::array_t<double> Y, iArr i, iArr j, const std::string& metric) {
+    return neural(Y, i, j, metric);
+  });
 }

@@ -35,3 +35,19 @@ void soft_rank_vjp(const double* g, const double* x, const double* ranks, const 
                    const int64_t* block_start, const double* eps, int64_t T, int64_t B, bool kl,
                    double* out);
 }  // namespace fastmlem
+
+namespace fastmlem {
+// Baseline and permuted exact Spearman (average ranks) of T rows of length B against the same
+// targets y (T, B): y and pred (T, B) are ranked once per row, and each of the K permuted sets
+// (K, T, B). Outputs base (T,) and permuted_out (K, T).
+void permutation_spearman(const double* pred, const double* permuted, const double* y, int64_t K, int64_t T,
+                          int64_t B, double* base, double* permuted_out);
+
+// Neural distances of B sampled pairs of rows of Y (n, p), row stride ld elements, unit column stride;
+// accumulated in double. cosine is 1 - cos (1 when either row is zero); norm_diff is | |y_i| - |y_j| |.
+enum class NeuralMetric : int { euclidean = 0, manhattan = 1, cosine = 2, norm_diff = 3 };
+void neural_distances(const float* Y, int64_t n, int64_t p, int64_t ld, const int64_t* i, const int64_t* j, int64_t B,
+                      NeuralMetric metric, double* out);
+void neural_distances(const double* Y, int64_t n, int64_t p, int64_t ld, const int64_t* i, const int64_t* j, int64_t B,
+                      NeuralMetric metric, double* out);
+}  // namespace fastmlem

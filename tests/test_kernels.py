@@ -212,3 +212,103 @@ def test_fused_mlem_step_equals_the_composed_objective(interactions, strength, r
         np.testing.assert_allclose(grad, expected_grad, rtol=1e-9, atol=1e-12)
     with pytest.raises(ValueError, match="condensed RDM"):
         ops.mlem_step(X, D[:-1], False, 0.0, B, 0)
+
+
+# ------------------------------------------------------------- neural distances of sampled pairs ---
+def _check_neural(Y, i, j, atol=1e-12):
+    for metric in nb.METRICS:
+        got = ops.neural_distances(Y, i, j, metric)
+        assert got.dtype == np.float64 and got.shape == (len(i),)
+        np.testing.assert_allclose(got, nb.neural_distances(Y, i, j, metric), rtol=1e-12, atol=atol,
+                                   err_msg=metric)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("n,p,B", [(200, 37, 5000), (3, 5, 1), (3, 1, 50), (40, 20000, 300), (5000, 64, 70_000)])
+def test_neural_distances_match_twin(dtype, n, p, B):
+    rng = np.random.default_rng(n + p)
+    Y = (rng.normal(size=(n, p)) * rng.uniform(0.1, 100, size=(n, 1))).astype(dtype)
+    i, j = ops.sample_pairs(n, B, 3)
+    _check_neural(Y, i, j)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_neural_distances_adversarial(dtype):
+    rng = np.random.default_rng(5)
+    Y = rng.normal(size=(6, 9)).astype(dtype)
+    Y[2] = 0  # zero row: cosine distance 1 to everything, itself included
+    i, j = np.array([0, 2, 2, 1, 4, 5, 3]), np.array([0, 2, 3, 1, 4, 2, 3])  # includes i == j pairs
+    _check_neural(Y, i, j)
+    np.testing.assert_array_equal(ops.neural_distances(Y, i, j, "cosine")[1:3], [1.0, 1.0])
+    same = i == j
+    for metric in ("euclidean", "manhattan", "norm_diff"):
+        assert (ops.neural_distances(Y, i, j, metric)[same] == 0).all()
+    assert np.abs(ops.neural_distances(Y, i, j, "cosine")[same & (i != 2)]).max() < 1e-6
+    # empty batch, and integer / float16 inputs (cast to float64)
+    assert ops.neural_distances(Y, np.array([], int), np.array([], int)).shape == (0,)
+    Yi = rng.integers(-5, 5, size=(6, 9))
+    _check_neural(Yi, i, j)
+    _check_neural(Yi.astype(np.float16), i, j)
+
+
+def test_neural_distances_non_contiguous_and_huge_p():
+    rng = np.random.default_rng(6)
+    big = rng.normal(size=(30, 400)).astype(np.float32)
+    i, j = ops.sample_pairs(15, 500, 2)
+    for view in (big[::2], big[::2, 50:300], big[:15, ::3], big[:, :15].T, big[::-2], np.asfortranarray(big[:15])):
+        _check_neural(view, i, j)
+    Y = rng.normal(size=(4, 1_000_000))  # long rows: sums in double
+    i, j = np.array([0, 1, 2, 3, 0]), np.array([1, 2, 3, 0, 0])
+    _check_neural(Y, i, j, atol=1e-9)
+    _check_neural(Y.astype(np.float32), i, j, atol=1e-9)
+
+
+def test_neural_distances_errors():
+    Y = np.zeros((4, 3))
+    with pytest.raises(IndexError):
+        ops.neural_distances(Y, np.array([0, 4]), np.array([1, 2]))
+    with pytest.raises(IndexError):
+        ops.neural_distances(Y, np.array([0, -1]), np.array([1, 2]))
+    with pytest.raises(ValueError, match="unknown metric"):
+        ops.neural_distances(Y, np.array([0]), np.array([1]), "chebyshev")
+    with pytest.raises(ValueError, match="unknown metric"):
+        ops.neural_distances(Y, np.array([0]), np.array([1]), "precomputed")
+    with pytest.raises(ValueError, match=r"\(n, p\)"):
+        ops.neural_distances(np.zeros((4, 3, 2)), np.array([0]), np.array([1]))
+    with pytest.raises(ValueError, match="same length"):
+        ops.neural_distances(Y, np.array([0]), np.array([1, 2]))
+    with pytest.raises(TypeError):
+        ops.neural_distances(np.array([["a", "b"], ["c", "d"]]), np.array([0]), np.array([1]))
+
+
+# ------------------------------------------------------------------ batched permutation Spearman ---
+def test_permutation_spearman_matches_scipy_with_heavy_ties():
+    rng = np.random.default_rng(7)
+    T, B = 12, 400
+    pred = rng.integers(0, 4, size=(T, B)).astype(float)  # categorical predictions: massive ties
+    y = np.round(pred + rng.normal(size=(T, B)), 1)
+    y[0] = 1.0  # constant targets: 0, not NaN
+    permuted = np.stack([rng.permuted(pred, axis=1) for _ in range(3)])
+    base, perm = ops.permutation_spearman(pred, permuted, y)
+    assert base.shape == (T,) and perm.shape == (3, T)
+    np.testing.assert_allclose(base[1:], [spearmanr(a, b).statistic for a, b in zip(pred[1:], y[1:])], atol=1e-12)
+    for k in range(3):
+        np.testing.assert_allclose(perm[k, 1:], [spearmanr(a, b).statistic for a, b in zip(permuted[k, 1:], y[1:])],
+                                   atol=1e-12)
+    assert base[0] == 0.0 and (perm[:, 0] == 0.0).all()
+    np.testing.assert_allclose(base, nb.spearman(pred, y), atol=1e-12)
+    b2, p2 = ops.permutation_spearman(pred, permuted[1], y)  # (T, B) permuted -> (T,)
+    np.testing.assert_array_equal(b2, base)
+    np.testing.assert_array_equal(p2, perm[1])
+
+
+def test_permutation_spearman_small_and_errors():
+    base, perm = ops.permutation_spearman(np.array([[1.0, 2, 3]]), np.array([[3.0, 2, 1]]), np.array([[1.0, 2, 2]]))
+    np.testing.assert_allclose([base[0], perm[0]], [spearmanr([1, 2, 3], [1, 2, 2]).statistic,
+                                                     spearmanr([3, 2, 1], [1, 2, 2]).statistic], atol=1e-15)
+    with pytest.raises(ValueError, match="need pred"):
+        ops.permutation_spearman(np.ones((2, 3)), np.ones((2, 3)), np.ones((2, 4)))
+    with pytest.raises(ValueError, match="need pred"):
+        ops.permutation_spearman(np.ones(3), np.ones(3), np.ones(3))
+    with pytest.raises(ValueError, match="NaN"):
+        ops.permutation_spearman(np.ones((1, 3)), np.array([[1.0, np.nan, 2]]), np.ones((1, 3)))

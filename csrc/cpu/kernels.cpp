@@ -99,4 +99,23 @@ void spearman(const double* x, const double* y, int64_t T, int64_t B, double* ou
   }
 }
 
+void permutation_spearman(const double* pred, const double* permuted, const double* y, int64_t K, int64_t T,
+                          int64_t B, double* base, double* permuted_out) {
+#pragma omp parallel if (T > 1)
+  {
+    RankBuffers idx;
+    std::vector<double> ry(B), rx(B);
+#pragma omp for schedule(dynamic)
+    for (int64_t t = 0; t < T; ++t) {
+      rank_row(y + t * B, B, ry.data(), idx);
+      rank_row(pred + t * B, B, rx.data(), idx);
+      base[t] = pearson_row(rx.data(), ry.data(), B);
+      for (int64_t k = 0; k < K; ++k) {
+        rank_row(permuted + (k * T + t) * B, B, rx.data(), idx);
+        permuted_out[k * T + t] = pearson_row(rx.data(), ry.data(), B);
+      }
+    }
+  }
+}
+
 }  // namespace fastmlem

@@ -105,11 +105,17 @@ def _check_not_constant(X_enc, names):
                              "any neural distance; drop that column.")
 
 
-def _as_float_array(a, what: str) -> np.ndarray:
-    """Array-like -> numpy float array (float32 and float64 kept, others -> float64)."""
-    if hasattr(a, "__cuda_array_interface__") and not isinstance(a, np.ndarray):
-        raise TypeError(f"{what} is a GPU array; pass numpy arrays here, or use device='cuda' "
-                        "with the CUDA module installed.")
+def _as_float_array(a, what: str, allow_gpu: bool = False):
+    """Array-like -> float array (float32 and float64 kept, others -> float64); a cupy array stays
+    on the GPU when ``allow_gpu``."""
+    from ._backend import is_cupy
+    if is_cupy(a) or (hasattr(a, "__cuda_array_interface__") and not isinstance(a, np.ndarray)):
+        if not (allow_gpu and is_cupy(a)):
+            raise TypeError(f"{what} is a GPU array; pass numpy arrays here, or a cupy array with "
+                            "device='cuda' (needs cupy and the CUDA module).")
+        if a.dtype.kind not in "fiub":
+            raise TypeError(f"{what} must be real-valued numbers; got dtype {a.dtype}.")
+        return a if a.dtype.name in ("float32", "float64") else a.astype("float64")
     arr = np.asarray(a)
     if arr.dtype == object or arr.dtype.kind in "USV":
         raise TypeError(f"{what} must be numeric; got dtype {arr.dtype}. Encode strings with a "
@@ -121,39 +127,43 @@ def _as_float_array(a, what: str) -> np.ndarray:
     return arr
 
 
-def prepare_representations(Y, n: int, *, precomputed: bool = False) -> np.ndarray:
+def prepare_representations(Y, n: int, *, precomputed: bool = False, allow_gpu: bool = False):
     """Check neural data and return a C-contiguous float32/float64 array.
 
     Parameters
     ----------
     Y : array-like or DataFrame (n, ...) of representations (any trailing shape, flattened to
-        (n, h)); or (n, n) neural distances when ``precomputed``.
+        (n, h)); or (n, n) neural distances when ``precomputed``. A cupy array is accepted (and
+        checked and returned on the GPU) when ``allow_gpu``.
     n : expected number of stimuli.
 
     Returns
     -------
-    array (n, h) (or (n, n)), float32 if the input was float32, else float64.
+    array (n, h) (or (n, n)), float32 if the input was float32, else float64; numpy, or cupy for
+    cupy input.
     """
+    from ._backend import get_array_module
     if isinstance(Y, (pd.DataFrame, pd.Series)):
         Y = Y.to_numpy()
-    Y = _as_float_array(Y, "Y (neural representations)")
+    Y = _as_float_array(Y, "Y (neural representations)", allow_gpu)
+    xp = get_array_module(Y)
     if Y.ndim == 0 or Y.shape[0] != n:
         got = "a scalar" if Y.ndim == 0 else f"{Y.shape[0]} rows"
         raise ValueError(f"X describes {n} stimuli but Y has {got}; both must have one row per stimulus.")
-    if not np.isfinite(Y).all():
+    if not bool(xp.isfinite(Y).all()):
         raise ValueError("Y (neural representations) contains NaN or infinite values; remove or "
                          "impute them before fitting.")
     if precomputed:
         if Y.shape != (n, n):
             raise ValueError(f"with distance='precomputed', Y must be an (n, n) distance matrix; got {Y.shape}.")
-        if not np.allclose(Y, Y.T, rtol=1e-5, atol=1e-8 * max(1.0, float(np.abs(Y).max()))):
+        if not bool(xp.allclose(Y, Y.T, rtol=1e-5, atol=1e-8 * max(1.0, float(xp.abs(Y).max())))):
             raise ValueError("with distance='precomputed', Y must be a symmetric distance matrix; "
                              "symmetrise it, e.g. (Y + Y.T) / 2.")
-        return np.ascontiguousarray(Y)
+        return xp.ascontiguousarray(Y)
     Y = Y.reshape(n, -1) if Y.ndim != 1 else Y[:, None]
     if Y.shape[1] == 0:
         raise ValueError("Y has no dimensions per stimulus.")
-    return np.ascontiguousarray(Y)
+    return xp.ascontiguousarray(Y)
 
 
 def interaction_names(names):

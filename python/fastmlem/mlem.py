@@ -12,62 +12,86 @@ import warnings
 
 import numpy as np
 import pandas as pd
+from scipy.spatial.distance import squareform
 from sklearn.base import BaseEstimator
 from tqdm.auto import tqdm
 
 from . import numpy_backend as nb
 from . import ops
+from ._backend import require_cuda, to_numpy
 from .encoding import check_positive_int, encode_features, interaction_names, prepare_representations
 
 _MAX_RDM_PAIRS = 50_000_000  # precompute the condensed neural RDM when it has at most this many pairs
 
 
 def _condensed_rdm(Y, metric):
-    """Condensed neural RDM through one GEMM (euclidean, cosine) or the pairwise kernel."""
+    """Condensed neural RDM (n(n-1)/2,), order of all_pairs: one GEMM for euclidean and cosine
+    (in place on the n x n Gram matrix, then scipy's C squareform), else the pairwise kernel."""
+    if metric not in ("euclidean", "cosine"):
+        return ops.neural_distances(Y, *nb.all_pairs(Y.shape[0]), metric)
     Y = Y.astype(np.float64)
-    i, j = nb.all_pairs(Y.shape[0])
-    if metric in ("euclidean", "cosine"):
-        if metric == "cosine":
-            norms = np.linalg.norm(Y, axis=1, keepdims=True)
-            Y = np.divide(Y, norms, out=np.zeros_like(Y), where=norms > 0)
-        G = Y @ Y.T
-        if metric == "cosine":
-            return 1.0 - G[i, j]
-        sq = np.diag(G)
-        return np.sqrt(np.maximum(sq[i] + sq[j] - 2 * G[i, j], 0.0))
-    return nb.neural_distances(Y, i, j, metric)
+    if metric == "cosine":
+        norms = np.linalg.norm(Y, axis=1, keepdims=True)
+        Y = np.divide(Y, norms, out=np.zeros_like(Y), where=norms > 0)
+    D = Y @ Y.T
+    if metric == "cosine":
+        np.subtract(1.0, D, out=D)
+    else:
+        sq = np.diag(D).copy()
+        D *= -2.0
+        D += sq[:, None]
+        D += sq[None, :]
+        np.maximum(D, 0.0, out=D)
+        np.sqrt(D, out=D)
+    np.fill_diagonal(D, 0.0)
+    return squareform(D, checks=False)
 
 
 _MEMORY_BYTES = {"low": 2**28, "medium": 2**30, "high": 2**32}  # per full batch / importance chunk
 
 
-def pair_rows(X_enc, Y, distance, interactions, nan_to_num):
+def pair_rows(X_enc, Y, distance, interactions, nan_to_num, gpu=False):
     """Predictor rows and neural distances of pairs of stimuli, the one place both are computed.
 
     X_enc: (n, m) encoded features (or (n, n, m) when precomputed); Y: (n, p) representations
     (or (n, n) when precomputed). Returns rows(i, j) -> (F (B, q), y (B,) raw neural distances)
     for int64 index arrays i, j (B,). The condensed neural RDM is computed once when it fits.
+    With ``gpu`` everything lives on the GPU (cupy arrays, fastmlem.cuda_ops kernels).
+    The function carries what the training loop needs: ``rows.rdm`` (the condensed RDM or None),
+    ``rows.X`` (features on the device), ``rows.xp`` (numpy or cupy), ``rows.sample_pairs`` and
+    ``rows.all_pairs`` (on the device).
     """
     n = X_enc.shape[0]
     precomputed = distance == "precomputed"
-    D = None
-    if not precomputed and not callable(distance) and n * (n - 1) // 2 <= _MAX_RDM_PAIRS:
-        D = _condensed_rdm(Y, distance)
+    small = not precomputed and not callable(distance) and n * (n - 1) // 2 <= _MAX_RDM_PAIRS
+    if gpu:
+        from . import cuda_ops as kernels
+        xp, _ = require_cuda()
+        X_enc, Y = xp.asarray(X_enc), xp.asarray(Y)
+        D = kernels.condensed_rdm(Y, distance) if small else None
+        lookup, gather, sample, every_pair = kernels.rdm_lookup, kernels.neural_distances, kernels.sample_pairs, \
+            kernels.all_pairs
+        features_pre, lookup_square = kernels.feature_distances_precomputed, kernels.precomputed_distances
+    else:
+        xp, kernels = np, ops
+        D = _condensed_rdm(Y, distance) if small else None
+        lookup, gather, sample, every_pair = nb.rdm_lookup, ops.neural_distances, ops.sample_pairs, nb.all_pairs
+        features_pre, lookup_square = nb.feature_distances_precomputed, lambda M, i, j: M[i, j].astype(np.float64)
 
     def rows(i, j):
         if precomputed:
-            F = nb.feature_distances_precomputed(X_enc, i, j, interactions, nan_to_num)
-            y = Y[i, j].astype(np.float64)
+            F = features_pre(X_enc, i, j, interactions, nan_to_num)
+            y = lookup_square(Y, i, j)
         else:
-            F = ops.feature_distances(X_enc, i, j, interactions, nan_to_num)
+            F = kernels.feature_distances(X_enc, i, j, interactions, nan_to_num)
             if D is not None:
-                y = nb.rdm_lookup(D, n, i, j)
+                y = lookup(D, n, i, j)
             elif callable(distance):
-                y = np.asarray(distance(Y[i], Y[j]), dtype=np.float64).reshape(-1)
+                y = xp.asarray(distance(Y[i], Y[j]), dtype=xp.float64).reshape(-1)
             else:
-                y = nb.neural_distances(Y, i, j, distance)
-        return F, np.nan_to_num(y, nan=nan_to_num)
-    rows.rdm = D  # the condensed neural RDM, or None when it is not precomputed
+                y = gather(Y, i, j, distance)
+        return F, xp.nan_to_num(y, nan=nan_to_num)
+    rows.rdm, rows.X, rows.xp, rows.sample_pairs, rows.all_pairs = D, X_enc, xp, sample, every_pair
     return rows
 
 
@@ -90,14 +114,17 @@ class PairwiseModel(BaseEstimator):
         if self.memory not in _MEMORY_BYTES:
             raise ValueError(f"memory must be one of {tuple(_MEMORY_BYTES)}; got {self.memory!r}.")
 
+    def _on_gpu(self):
+        return str(getattr(self, "device", "cpu")).startswith("cuda")
+
     def _data(self, X, Y, feature_names=None):
         precomputed = self.distance == "precomputed"
         X_enc, names = encode_features(X, feature_names, precomputed=precomputed)
-        Y_arr = prepare_representations(Y, X_enc.shape[0], precomputed=precomputed)
+        Y_arr = prepare_representations(Y, X_enc.shape[0], precomputed=precomputed, allow_gpu=self._on_gpu())
         return X_enc, names, Y_arr
 
     def _rows(self, X_enc, Y):
-        return pair_rows(X_enc, Y, self.distance, self.interactions, self.nan_to_num)
+        return pair_rows(X_enc, Y, self.distance, self.interactions, self.nan_to_num, self._on_gpu())
 
     def _set_inputs(self, X_enc, names, Y_arr):
         self.feature_names_in_ = np.array(names, dtype=object)
@@ -145,7 +172,8 @@ class PairwiseModel(BaseEstimator):
                 raise ValueError(f"X has {X_enc.shape[-1]} features; the model was fitted on {self.n_features_in_}.")
         size = check_positive_int(batch_size or self.batch_size_, "batch_size", 3)
         rows = self._rows(X_enc, Y_arr)
-        n, cols, P, w = X_enc.shape[0], self._column_names(), self.n_permutations, self.weights_
+        xp = rows.xp
+        n, cols, P, w = X_enc.shape[0], self._column_names(), self.n_permutations, xp.asarray(self.weights_)
         tasks = [(c, p) for c in range(len(cols)) for p in range(P)]
         chunk = {"low": 1, "medium": P, "high": max(1, _MEMORY_BYTES["high"] // (3 * 8 * size))}[self.memory]
         seed, rng = self._seed(), np.random.default_rng(self._seed() + 1)
@@ -155,15 +183,12 @@ class PairwiseModel(BaseEstimator):
             part = tasks[start:start + chunk]
             preds, perm_preds, ys = [], [], []
             for c, p in part:
-                F, y = rows(*ops.sample_pairs(n, size, seed, 2**32 + c * P + p))
-                pred = F @ w
-                perm = rng.permutation(size)
-                preds.append(pred)
-                perm_preds.append(pred + w[c] * (F[perm, c] - F[:, c]))
+                F, y = rows(*rows.sample_pairs(n, size, seed, 2**32 + c * P + p))
+                preds.append(nb.predict(F, w))
+                perm_preds.append(nb.predict(nb.permuted_rows(F, c, xp.asarray(rng.permutation(size))), w))
                 ys.append(y)
-            rank_y = ops.rank_average(np.array(ys))
-            base[start:start + len(part)] = nb.pearson(ops.rank_average(np.array(preds)), rank_y)
-            permuted[start:start + len(part)] = nb.pearson(ops.rank_average(np.array(perm_preds)), rank_y)
+            b, q = ops.permutation_spearman(xp.stack(preds), xp.stack(perm_preds), xp.stack(ys))
+            base[start:start + len(part)], permuted[start:start + len(part)] = to_numpy(b), to_numpy(q)
             bar.update(len(part))
         bar.close()
         imp = (base - permuted).reshape(len(cols), P)
@@ -228,14 +253,53 @@ class MLEM(PairwiseModel):
     def _check_params(self):
         if self.device != "cpu" and not str(self.device).startswith("cuda"):
             raise ValueError(f"device must be 'cpu' or 'cuda'; got {self.device!r}.")
-        if str(self.device).startswith("cuda"):
-            from ._backend import require_cuda
-            require_cuda()
+        if self._on_gpu():
+            cp, _ = require_cuda()
+            index = str(self.device).partition(":")[2]
+            cp.cuda.Device(int(index) if index else 0).use()
         self._check_distance()
         check_positive_int(self.max_steps, "max_steps")
         check_positive_int(self.n_permutations, "n_permutations")
         if not self.factor > 1:
             raise ValueError(f"factor must be > 1; got {self.factor}.")
+
+    def _train_step(self, rows, n):
+        """step(stream, w (q,), lo, hi) -> (score, grad_w (q,), lo, hi), host floats and numpy.
+
+        The objective of ops.rank_loss_grad on batch ``stream``, with the running min-max of the
+        raw neural distances. One fused call (C++ or CUDA) when the condensed RDM is precomputed;
+        otherwise rows are drawn (or all pairs reused with batch_size='all') and the objective is
+        composed. On the GPU, one small device-to-host copy per step (score, lo, hi, grad_w) feeds
+        the early stopping; everything else stays on the device.
+        """
+        xp, seed = rows.xp, self._seed()
+        strength, regularization = self.soft_rank_strength, self.soft_rank_regularization
+        if rows.rdm is not None and self.batch_size != "all" and rows.X.ndim == 2:
+            fused = ops.mlem_step(rows.X, rows.rdm, self.interactions, self.nan_to_num, self.batch_size_, seed,
+                                  strength, regularization)
+            if xp is np:
+                return fused
+
+            def gpu_step(stream, w, lo, hi):
+                score, grad, lo, hi = fused(stream, xp.asarray(w), lo, hi)
+                host = to_numpy(xp.concatenate([xp.stack([score, xp.asarray(lo), xp.asarray(hi)]).astype(xp.float64),
+                                                grad]))
+                return float(host[0]), host[3:], float(host[1]), float(host[2])
+            return gpu_step
+
+        if self.batch_size == "all":
+            full = rows(*rows.all_pairs(n))  # every pair i < j, computed once
+            batch = lambda stream: full  # noqa: E731
+        else:
+            batch = lambda stream: rows(*rows.sample_pairs(n, self.batch_size_, seed, stream))  # noqa: E731
+
+        def composed_step(stream, w, lo, hi):
+            F, y = batch(stream)
+            lo, hi = min(lo, float(y.min())), max(hi, float(y.max()))  # running min-max, as the reference
+            score, grad = ops.rank_loss_grad(F, xp.asarray(w), ((y - lo) / (hi - lo + 1e-8)) ** 2, strength,
+                                             regularization)
+            return float(score), to_numpy(grad), lo, hi
+        return composed_step
 
     # ------------------------------------------------------------------ API
     def estimate_batch_size(self, X, feature_names=None):
@@ -289,20 +353,12 @@ class MLEM(PairwiseModel):
             raise ValueError(f"batch_size='all' needs {n_pairs:,} pairs x {q} columns "
                              f"({n_pairs * (q + 4) * 8 / 2**30:.1f} GiB), more than memory={self.memory!r} "
                              "allows; give an integer batch_size, or memory='high'.")
-        rows = self._rows(X_enc, Y_arr)
-        if self.batch_size == "all":  # full-batch training on every pair i < j, computed once
-            full = rows(*nb.all_pairs(n))
+        if self.batch_size == "all":
             self.batch_size_ = n_pairs
-            sample = lambda size, stream: full  # noqa: E731
         else:
             self.batch_size_ = (self._estimate_batch_size(X_enc) if self.batch_size is None
                                 else check_positive_int(self.batch_size, "batch_size", 3))
-            seed = self._seed()
-            sample = lambda size, stream: rows(*ops.sample_pairs(n, size, seed, stream))  # noqa: E731
-        fused = None
-        if rows.rdm is not None and self.batch_size != "all" and X_enc.ndim == 2:  # whole step in C++
-            fused = ops.mlem_step(X_enc, rows.rdm, self.interactions, self.nan_to_num, self.batch_size_,
-                                  self._seed(), self.soft_rank_strength, self.soft_rank_regularization)
+        train_step = self._train_step(self._rows(X_enc, Y_arr), n)
         rng = np.random.default_rng(self._seed())
         params = rng.uniform(0, 1, q) if kind == "diag" else rng.uniform(-1, 1, q)
         mom, vel = np.zeros(q), np.zeros(q)
@@ -310,14 +366,7 @@ class MLEM(PairwiseModel):
         history = []
         bar = tqdm(range(self.max_steps), desc=f"Fitting MLEM (batch {self.batch_size_})", disable=not self.verbose)
         for step in bar:
-            w = nb.weights(params, m, kind)
-            if fused is not None:
-                score, grad_w, lo, hi = fused(step, w, lo, hi)
-            else:
-                F, y = sample(self.batch_size_, step)
-                lo, hi = min(lo, y.min()), max(hi, y.max())  # running min-max, as the reference
-                y = ((y - lo) / (hi - lo + 1e-8)) ** 2
-                score, grad_w = ops.rank_loss_grad(F, w, y, self.soft_rank_strength, self.soft_rank_regularization)
+            score, grad_w, lo, hi = train_step(step, nb.weights(params, m, kind), lo, hi)
             grad = nb.weights_vjp(params, m, kind, grad_w)
             history.append(score)
             if score > best:

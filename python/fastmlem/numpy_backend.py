@@ -310,9 +310,22 @@ def rank_loss_grad(F: np.ndarray, w: np.ndarray, y: np.ndarray, strength=1.0, re
     return r, F.T @ g_pred
 
 
+def predict(F, w):
+    """Predicted distances (B,) = sum_c F[:, c] w[c], each row summed in the same order, so that
+    pairs with identical predictor rows tie exactly (exact Spearman's average ranks depend on it;
+    a BLAS product or ``pred + w_c * (new - old)`` leaves 1-ulp differences that split ties).
+    Works for numpy and cupy arrays."""
+    return (F * w).sum(axis=1)
+
+
+def permuted_rows(F, column: int, perm):
+    """Copy of F (B, q) with column ``column`` permuted across rows by ``perm`` (B,)."""
+    G = F.copy()
+    G[:, column] = F[perm, column]
+    return G
+
+
 def permutation_importance(F: np.ndarray, w: np.ndarray, y: np.ndarray, column: int, perm: np.ndarray):
     """Baseline and permuted exact Spearman of one batch, column ``column`` permuted by ``perm``."""
-    pred = F @ w
-    base = spearman(pred, y)
-    permuted = pred + w[column] * (F[perm, column] - F[:, column])
-    return float(base), float(spearman(permuted, y))
+    base = spearman(predict(F, w), y)
+    return float(base), float(spearman(predict(permuted_rows(F, column, perm), w), y))

@@ -1,13 +1,28 @@
-"""Array-level kernels backed by the compiled core (numpy in -> numpy out).
+"""Array-level kernels: numpy in -> numpy out (compiled CPU core), cupy in -> cupy out (CUDA).
 
-Same names and signatures as :mod:`fastmlem.numpy_backend`, their plain-numpy twins.
+Same names and signatures as :mod:`fastmlem.numpy_backend`, their plain-numpy twins. A function
+given any cupy array runs its twin of the same name in :mod:`fastmlem.cuda_ops` (the one dispatch
+point), which raises a clear error when cupy or ``fastmlem._cuda`` is missing.
 """
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
-from ._backend import require_core
+from ._backend import is_cupy, require_core
 from .numpy_backend import pearson_grad, soft_rank_strengths
+
+
+def _gpu_twin(fn):
+    """Route calls with any cupy argument to ``fastmlem.cuda_ops.<same name>``."""
+    @functools.wraps(fn)
+    def dispatch(*args, **kwargs):
+        if any(is_cupy(a) for a in (*args, *kwargs.values())):
+            from . import cuda_ops
+            return getattr(cuda_ops, fn.__name__)(*args, **kwargs)
+        return fn(*args, **kwargs)
+    return dispatch
 
 
 def _as_f64(a, name):
@@ -25,6 +40,7 @@ def sample_pairs(n: int, size: int, seed: int, stream: int = 0):
     return require_core().sample_pairs(int(n), int(size), int(seed) & (2**64 - 1), int(stream) & (2**64 - 1))
 
 
+@_gpu_twin
 def feature_distances(X, i, j, interactions: bool = False, nan_to_num: float = 0.0):
     """Predictor rows (B, m) or (B, m(m+1)/2) of pairs (i, j) of encoded features X (n, m)."""
     X = _as_f64(X, "X")
@@ -38,6 +54,7 @@ def feature_distances(X, i, j, interactions: bool = False, nan_to_num: float = 0
     return require_core().feature_distances(X, i, j, bool(interactions), float(nan_to_num))
 
 
+@_gpu_twin
 def rank_average(x):
     """Ranks 1..B along the last axis with ties averaged (scipy's rankdata 'average')."""
     x = _as_f64(x, "x")
@@ -46,6 +63,7 @@ def rank_average(x):
     return require_core().rank_average(x)
 
 
+@_gpu_twin
 def spearman(x, y):
     """Exact Spearman correlation along the last axis (average ranks); shape x.shape[:-1]."""
     x, y = _as_f64(x, "x"), _as_f64(y, "y")
@@ -63,6 +81,7 @@ class SoftRankState:
         self.x, self.ranks, self.perm, self.block_start, self.eps, self.kl = x, ranks, perm, block_start, eps, kl
 
 
+@_gpu_twin
 def soft_rank(x, strength=1.0, regularization: str = "l2"):
     """Soft ranks (ascending, 1..B) along the last axis of x (B,) or (T, B).
 
@@ -82,6 +101,7 @@ def soft_rank(x, strength=1.0, regularization: str = "l2"):
     return (ranks[0] if one else ranks), state
 
 
+@_gpu_twin
 def soft_rank_vjp(state: SoftRankState, g):
     """Gradient w.r.t. x of <g, soft_rank(x)>, same shape as g."""
     g = _as_f64(g, "g")
@@ -90,6 +110,7 @@ def soft_rank_vjp(state: SoftRankState, g):
     return out[0] if g.ndim == 1 else out
 
 
+@_gpu_twin
 def rank_loss_grad(F, w, y, strength=1.0, regularization: str = "l2"):
     """MLEM's objective on one batch and its gradient w.r.t. the column weights.
 
@@ -104,6 +125,7 @@ def rank_loss_grad(F, w, y, strength=1.0, regularization: str = "l2"):
     return score, F.T @ soft_rank_vjp(state, g_rank)
 
 
+@_gpu_twin
 def mlem_step(X, D, interactions: bool, nan_to_num: float, batch_size: int, seed: int, strength=1.0,
               regularization: str = "l2"):
     """MLEM's training step fused in C++ (the objective of :func:`rank_loss_grad`, on a fresh batch).
@@ -123,3 +145,49 @@ def mlem_step(X, D, interactions: bool, nan_to_num: float, batch_size: int, seed
     core = require_core().MlemStep(X, D, bool(interactions), float(nan_to_num), int(batch_size), int(seed),
                                    -1.0 if strength == "auto" else float(strength), regularization == "kl")
     return core.step
+
+
+@_gpu_twin
+def neural_distances(Y, i, j, metric: str = "euclidean"):
+    """Distances (B,) float64 between rows Y[i] and Y[j] of Y (n, p), for int64 index arrays i, j (B,).
+
+    metric: 'euclidean', 'manhattan', 'cosine' (1 - cos; a zero row counts as distance 1) or
+    'norm_diff' (| ||y_i|| - ||y_j|| |). float32 and float64 Y are read as they are (no copy when
+    the columns are contiguous), sums are taken in double; other dtypes are cast to float64.
+    Twin: :func:`fastmlem.numpy_backend.neural_distances`.
+    """
+    from .numpy_backend import METRICS
+    if metric not in METRICS:
+        raise ValueError(f"unknown metric {metric!r}; use one of {METRICS}.")
+    Y = np.asarray(Y)
+    if Y.dtype != np.float32 and Y.dtype != np.float64:
+        Y = _as_f64(Y, "Y")
+    if Y.ndim != 2:
+        raise ValueError(f"Y must be (n, p); got shape {Y.shape}.")
+    if Y.shape[1] > 1 and Y.strides[1] != Y.itemsize or Y.strides[0] % Y.itemsize:
+        Y = np.ascontiguousarray(Y)  # the kernel takes any row stride, but unit column stride
+    i, j = np.ascontiguousarray(i, dtype=np.int64), np.ascontiguousarray(j, dtype=np.int64)
+    if i.shape != j.shape or i.ndim != 1:
+        raise ValueError("i and j must be 1-D index arrays of the same length.")
+    if i.size and (min(i.min(), j.min()) < 0 or max(i.max(), j.max()) >= Y.shape[0]):
+        raise IndexError(f"pair indices must lie in [0, {Y.shape[0]}).")
+    return require_core().neural_distances(Y, i, j, metric)
+
+
+@_gpu_twin
+def permutation_spearman(pred, permuted, y):
+    """Exact Spearman (average ranks) of baseline and permuted predictions against the same targets.
+
+    pred (T, B), permuted (K, T, B) or (T, B), y (T, B): each row is one batch; y and pred are
+    ranked once per row, then only the permuted predictions are re-ranked. Returns
+    (base (T,), permuted (K, T) or (T,)). Twin: ``numpy_backend.spearman`` of (pred, y) and of
+    (permuted, y).
+    """
+    pred, permuted, y = _as_f64(pred, "pred"), _as_f64(permuted, "permuted"), _as_f64(y, "y")
+    if pred.shape != y.shape or pred.ndim != 2 or permuted.shape[-2:] != pred.shape or permuted.ndim > 3:
+        raise ValueError(f"need pred and y (T, B), permuted (K, T, B) or (T, B); got {pred.shape}, "
+                         f"{permuted.shape}, {y.shape}.")
+    if np.isnan(pred).any() or np.isnan(permuted).any() or np.isnan(y).any():
+        raise ValueError("cannot rank NaN values.")
+    base, perm = require_core().permutation_spearman(pred, permuted.reshape(-1, *y.shape), y)
+    return base, perm.reshape(permuted.shape[:-1])

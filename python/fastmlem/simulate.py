@@ -109,7 +109,7 @@ def _test_spearman(model, X_test, Y_test) -> float:
     X_enc = X_test.to_numpy(dtype=np.float64)
     rows = pair_rows(X_enc, Y_test, model.distance, model.interactions, model.nan_to_num)
     F, y = rows(*nb.all_pairs(len(X_enc)))
-    return float(ops.spearman(F @ model.weights_, y))
+    return float(ops.spearman(nb.predict(F, model.weights_), y))
 
 
 def run(noise_levels=NOISE_LEVELS, seeds=range(5), n_stimuli: int = 256, n_features: int = 16,
