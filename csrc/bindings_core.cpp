@@ -98,4 +98,13 @@ PYBIND11_MODULE(_core, mod) {
   mod.def("neural_distances", [neural](py::array_t<double> Y, iArr i, iArr j, const std::string& metric) {
     return neural(Y, i, j, metric);
   });
+  mod.def("permutation_importance", [](dArr X, dArr D, dArr w, bool interactions, double nan_to_num, int64_t B,
+                                       uint64_t seed, uint64_t stream0, uint64_t perm_seed, int64_t n_tasks, int64_t P) {
+    dArr base(n_tasks), permuted(n_tasks);
+    { py::gil_scoped_release r;
+      fastmlem::permutation_importance(X.data(), X.shape(0), X.shape(1), interactions, nan_to_num, D.data(), w.data(), B,
+                                       seed, stream0, perm_seed, n_tasks, P, base.mutable_data(),
+                                       permuted.mutable_data()); }
+    return py::make_tuple(base, permuted);
+  });
 }

@@ -1,6 +1,7 @@
 // Pure CPU kernels on raw pointers: no Python, no allocation policy.
 #pragma once
 #include <cstdint>
+#include <vector>
 
 namespace fastmlem {
 
@@ -17,6 +18,23 @@ void feature_distances(const double* X, int64_t m, const int64_t* i, const int64
 
 // Ranks 1..B with ties averaged, for T rows of length B (row-major).
 void rank_average(const double* x, int64_t T, int64_t B, double* out);
+
+// One row of the above, with sort buffers the caller keeps between calls; Pearson of two rows.
+struct RankBuffers {
+  std::vector<int64_t> idx, itmp;
+  std::vector<uint64_t> keys, ktmp;
+};
+void rank_row(const double* x, int64_t B, double* out, RankBuffers& buffers);
+double pearson_row(const double* a, const double* b, int64_t B);
+
+// Permutation feature importance of MLEM, fused: for each task t < n_tasks (column c = t / P),
+// a fresh batch of B pairs (sample_pairs stream stream0 + t), neural distances looked up in the
+// condensed RDM D (NaN -> nan_to_num), prediction sum_c F_c w_c summed in column order (identical
+// rows tie exactly), column c permuted across pairs by numpy_backend.random_permutations(B, 1,
+// perm_seed, t), and the exact Spearman (average ranks, y ranked once) of both. OpenMP over tasks.
+void permutation_importance(const double* X, int64_t n, int64_t m, bool interactions, double nan_to_num,
+                            const double* D, const double* w, int64_t B, uint64_t seed, uint64_t stream0,
+                            uint64_t perm_seed, int64_t n_tasks, int64_t P, double* base, double* permuted);
 
 // Exact Spearman correlation of T row pairs of length B.
 void spearman(const double* x, const double* y, int64_t T, int64_t B, double* out);

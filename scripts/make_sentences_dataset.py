@@ -59,15 +59,10 @@ POOLING = ("attention-mask-weighted mean over all tokens (including [CLS] and [S
            "layer's hidden states; eval mode, no dropout, no normalisation")
 PER_CELL = 12
 
-# feature name -> (level 0, level 1); level order is the category order in the loader
-FEATURES = {
-    "subject_number": ("singular", "plural"),
-    "object_number": ("singular", "plural"),
-    "tense": ("present", "past"),
-    "subject_gender": ("male", "female"),
-    "rc_type": ("subject_relative", "object_relative"),
-    "attachment": ("subject", "object"),
-}
+# feature name -> (level 0, level 1): the loader's definition, one place for both
+import sys  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "python"))
+from fastmlem.datasets import SENTENCE_FEATURES as FEATURES  # noqa: E402
 
 # (male singular, male plural, female singular, female plural)
 SUBJECTS = [

@@ -312,3 +312,17 @@ def test_permutation_spearman_small_and_errors():
         ops.permutation_spearman(np.ones(3), np.ones(3), np.ones(3))
     with pytest.raises(ValueError, match="NaN"):
         ops.permutation_spearman(np.ones((1, 3)), np.array([[1.0, np.nan, 2]]), np.ones((1, 3)))
+
+
+@pytest.mark.parametrize("span", [0.3, 1.0, 1.0 + 1e-9, 3.0])
+def test_soft_rank_affine_shortcut_matches_pav(span):
+    """Scaled range <= 1 takes the one-block shortcut (no sort); it must equal the PAV twin."""
+    rng = np.random.default_rng(9)
+    x = rng.random(2001)
+    x = (x - x.min()) / (x.max() - x.min()) * span
+    x[::7] = x[3]  # ties
+    g = rng.normal(size=x.size)
+    ranks, state = ops.soft_rank(x, 1.0)
+    want_ranks, want_state = nb.soft_rank(x, 1.0)
+    np.testing.assert_allclose(ranks, want_ranks, atol=1e-9)
+    np.testing.assert_allclose(ops.soft_rank_vjp(state, g), nb.soft_rank_vjp(want_state, g), atol=1e-9)

@@ -46,12 +46,7 @@ void feature_distances(const double* X, int64_t m, const int64_t* i, const int64
   }
 }
 
-struct RankBuffers {
-  std::vector<int64_t> idx, itmp;
-  std::vector<uint64_t> keys, ktmp;
-};
-
-static void rank_row(const double* x, int64_t B, double* out, RankBuffers& b) {
+void rank_row(const double* x, int64_t B, double* out, RankBuffers& b) {
   radix_argsort(x, B, false, b.idx, b.keys, b.ktmp, b.itmp);
   const auto& idx = b.idx;
   for (int64_t s = 0; s < B;) {
@@ -72,7 +67,7 @@ void rank_average(const double* x, int64_t T, int64_t B, double* out) {
   }
 }
 
-static double pearson_row(const double* a, const double* b, int64_t B) {
+double pearson_row(const double* a, const double* b, int64_t B) {
   double ma = 0, mb = 0;
   for (int64_t k = 0; k < B; ++k) { ma += a[k]; mb += b[k]; }
   ma /= B; mb /= B;

@@ -20,6 +20,25 @@ static void soft_rank_row(const double* x, double eps, int64_t B, bool kl, doubl
                           std::vector<int64_t>& start, std::vector<int64_t>& order,
                           std::vector<uint64_t>& keys, std::vector<uint64_t>& ktmp,
                           std::vector<int64_t>& itmp) {
+  if (!kl && B > 0) {
+    // Exact shortcut: when the scaled range is <= 1, every consecutive pair of sorted values
+    // violates the ordering against rho = (B, ..., 1), so PAV pools everything into one block
+    // and the soft rank is affine: x/eps - mean(x/eps) + (B+1)/2. (MLEM's default strength 1.0
+    // on min-max-scaled distances is always in this regime.) One block needs no sort order.
+    const auto [lo, hi] = std::minmax_element(x, x + B);
+    if ((*hi - *lo) / eps <= 1.0) {
+      double mean = 0.0;
+      for (int64_t k = 0; k < B; ++k) mean += x[k] / eps;
+      mean /= static_cast<double>(B);
+      const double centre = 0.5 * static_cast<double>(B + 1);
+      for (int64_t k = 0; k < B; ++k) {
+        ranks[k] = x[k] / eps - mean + centre;
+        perm[k] = k;
+        block_start[k] = 0;
+      }
+      return;
+    }
+  }
   radix_argsort(x, B, true, order, keys, ktmp, itmp);  // descending, ties in index order
   std::copy(order.begin(), order.end(), perm);
   s.resize(B); v.resize(B); s1.resize(B); s2.resize(B); start.resize(B + 1);

@@ -17,6 +17,7 @@ arrays here: call ``float()`` on them when the host needs the value.
 from __future__ import annotations
 
 from ._backend import require_cuda
+from .numpy_backend import soft_rank_strengths  # numpy or cupy in, same out
 
 _MASK64 = 2**64 - 1
 
@@ -357,20 +358,6 @@ class SoftRankState:
 
     def __init__(self, x, ranks, perm, block_start, eps, kl):
         self.x, self.ranks, self.perm, self.block_start, self.eps, self.kl = x, ranks, perm, block_start, eps, kl
-
-
-def soft_rank_strengths(x, strength):
-    """Per-row strength (T,) for x (T, B): a positive number, or 'auto' = range / B (1.0 for a
-    constant row), as numpy_backend.soft_rank_strengths."""
-    cp, _ = _mods()
-    if isinstance(strength, str):
-        if strength != "auto":
-            raise ValueError(f"strength must be a positive number or 'auto'; got {strength!r}.")
-        span = x.max(1) - x.min(1)
-        return cp.where(span > 0, span / x.shape[1], 1.0)
-    if not strength > 0:
-        raise ValueError(f"strength must be positive; got {strength!r}.")
-    return cp.full(x.shape[0], float(strength))
 
 
 def _soft_rank(cp, cu, x2, eps, kl):

@@ -149,14 +149,36 @@ class PairwiseModel(BaseEstimator):
         W[np.tril_indices(len(names))] = self.weights_
         return pd.DataFrame(W, index=names, columns=names)
 
+    def _permutation_spearman(self, rows, n, size, q, seed, perm_seed):
+        """(base, permuted) Spearman of the q * n_permutations importance tasks, composed from
+        array kernels (the twin of ops.permutation_importance, for every device and distance)."""
+        xp, P, w = rows.xp, self.n_permutations, rows.xp.asarray(self.weights_)
+        chunk = {"low": 1, "medium": P, "high": max(1, _MEMORY_BYTES["high"] // (3 * 8 * size))}[self.memory]
+        base, permuted = np.empty(q * P), np.empty(q * P)
+        bar = tqdm(total=q * P, desc="Permutation importance", disable=not self.verbose)
+        for start in range(0, q * P, chunk):
+            preds, moved, ys = [], [], []
+            for t in range(start, min(start + chunk, q * P)):
+                F, y = rows(*rows.sample_pairs(n, size, seed, 2**32 + t))
+                perm = xp.asarray(nb.random_permutations(size, 1, perm_seed, t)[0])
+                preds.append(nb.predict(F, w))
+                moved.append(nb.predict(nb.permuted_rows(F, t // P, perm), w))
+                ys.append(y)
+            b, p = ops.permutation_spearman(xp.stack(preds), xp.stack(moved), xp.stack(ys))
+            base[start:start + len(ys)], permuted[start:start + len(ys)] = to_numpy(b), to_numpy(p)
+            bar.update(len(ys))
+        bar.close()
+        return base, permuted
+
     def score(self, X=None, Y=None, warning_threshold=0.05, batch_size=None, tidy=False):
         """Permutation feature importance with exact Spearman (average ranks for ties).
 
         For each predictor column and each of ``n_permutations``: a fresh batch of pairs, its
         baseline Spearman, and the drop when that column is permuted across pairs. The neural
         distances of a batch are ranked once; only the permuted predictions are re-ranked.
-        ``memory`` sets how many batches are ranked together ('low': one, 'medium': one column's
-        permutations, 'high': as many as fit in 4 GiB).
+        With the condensed RDM on the CPU the whole loop is one C++ call (OpenMP over tasks);
+        otherwise ``memory`` sets how many batches are ranked together ('low': one, 'medium': one
+        column's permutations, 'high': as many as fit in 4 GiB).
         Returns (importances DataFrame (n_permutations, q), Series 'spearman' of the q * n_permutations
         baselines), or with ``tidy=True`` one long DataFrame (feature, permutation, importance, baseline).
         """
@@ -172,25 +194,13 @@ class PairwiseModel(BaseEstimator):
                 raise ValueError(f"X has {X_enc.shape[-1]} features; the model was fitted on {self.n_features_in_}.")
         size = check_positive_int(batch_size or self.batch_size_, "batch_size", 3)
         rows = self._rows(X_enc, Y_arr)
-        xp = rows.xp
-        n, cols, P, w = X_enc.shape[0], self._column_names(), self.n_permutations, xp.asarray(self.weights_)
-        tasks = [(c, p) for c in range(len(cols)) for p in range(P)]
-        chunk = {"low": 1, "medium": P, "high": max(1, _MEMORY_BYTES["high"] // (3 * 8 * size))}[self.memory]
-        seed, rng = self._seed(), np.random.default_rng(self._seed() + 1)
-        base, permuted = np.empty(len(tasks)), np.empty(len(tasks))
-        bar = tqdm(total=len(tasks), desc="Permutation importance", disable=not self.verbose)
-        for start in range(0, len(tasks), chunk):
-            part = tasks[start:start + chunk]
-            preds, perm_preds, ys = [], [], []
-            for c, p in part:
-                F, y = rows(*rows.sample_pairs(n, size, seed, 2**32 + c * P + p))
-                preds.append(nb.predict(F, w))
-                perm_preds.append(nb.predict(nb.permuted_rows(F, c, xp.asarray(rng.permutation(size))), w))
-                ys.append(y)
-            b, q = ops.permutation_spearman(xp.stack(preds), xp.stack(perm_preds), xp.stack(ys))
-            base[start:start + len(part)], permuted[start:start + len(part)] = to_numpy(b), to_numpy(q)
-            bar.update(len(part))
-        bar.close()
+        n, cols, P = X_enc.shape[0], self._column_names(), self.n_permutations
+        seed, perm_seed = self._seed(), (self._seed() + 1) % 2**64
+        if rows.rdm is not None and rows.xp is np and X_enc.ndim == 2:  # the whole loop in C++
+            base, permuted = ops.permutation_importance(X_enc, rows.rdm, self.weights_, self.interactions,
+                                                        self.nan_to_num, size, seed, 2**32, perm_seed, P)
+        else:
+            base, permuted = self._permutation_spearman(rows, n, size, len(cols), seed, perm_seed)
         imp = (base - permuted).reshape(len(cols), P)
         baseline = pd.Series(base, name="spearman")
         if baseline.std() > warning_threshold:

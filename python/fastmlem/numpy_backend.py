@@ -50,9 +50,10 @@ def sample_pairs(n: int, size: int, seed: int, stream: int = 0):
 
 
 def random_permutations(size: int, count: int, seed: int, stream: int = 0) -> np.ndarray:
-    """int64 (count, size): permutation r of range(size) = argsort of random keys (ties by index)."""
-    keys = random_bits(seed, stream, size * count).reshape(count, size)
-    return np.argsort(keys, axis=1, kind="stable")
+    """int64 (count, size): row r permutes range(size) by the stable argsort of the 53-bit keys
+    random_bits(seed, stream + r, size) >> 11 (exact as doubles, so the C++ radix sort agrees)."""
+    keys = np.stack([random_bits(seed, stream + r, size) >> _U64(11) for r in range(count)]).reshape(count, size)
+    return np.argsort(keys.astype(np.float64), axis=1, kind="stable")
 
 
 def all_pairs(n: int):
@@ -210,17 +211,20 @@ def _pav_decreasing(y: np.ndarray, w: np.ndarray, regularization: str):
     return v, np.array(bounds)
 
 
-def soft_rank_strengths(x: np.ndarray, strength) -> np.ndarray:
+def soft_rank_strengths(x, strength):
     """Per-row regularisation strength (T,) for x (T, B): a positive number, or 'auto' =
-    range / B, under which the soft rank tracks the hard rank (1.0 for a constant row)."""
+    range / B, under which the soft rank tracks the hard rank (1.0 for a constant row).
+    numpy in -> numpy out, cupy in -> cupy out."""
+    from ._backend import get_array_module
+    xp = get_array_module(x)
     if isinstance(strength, str):
         if strength != "auto":
             raise ValueError(f"strength must be a positive number or 'auto'; got {strength!r}.")
         span = x.max(1) - x.min(1)
-        return np.where(span > 0, span / x.shape[1], 1.0)
+        return xp.where(span > 0, span / x.shape[1], 1.0)
     if not strength > 0:
         raise ValueError(f"strength must be positive; got {strength!r}.")
-    return np.full(x.shape[0], float(strength))
+    return xp.full(x.shape[0], float(strength))
 
 
 def soft_rank(x: np.ndarray, strength: float = 1.0, regularization: str = "l2"):

@@ -191,3 +191,25 @@ def permutation_spearman(pred, permuted, y):
         raise ValueError("cannot rank NaN values.")
     base, perm = require_core().permutation_spearman(pred, permuted.reshape(-1, *y.shape), y)
     return base, perm.reshape(permuted.shape[:-1])
+
+
+def permutation_importance(X, D, w, interactions: bool, nan_to_num: float, batch_size: int, seed: int,
+                           stream0: int, perm_seed: int, n_permutations: int):
+    """MLEM's permutation importance fused in C++, OpenMP over the q * n_permutations tasks.
+
+    X: (n, m) encoded features; D: condensed neural RDM (n(n-1)/2,); w: (q,) column weights.
+    Task t (column t // n_permutations) draws ``sample_pairs(n, batch_size, seed, stream0 + t)``,
+    permutes its column by ``numpy_backend.random_permutations(batch_size, 1, perm_seed, t)`` and
+    returns the exact Spearman (average ranks) of the baseline and permuted predictions:
+    (base (T,), permuted (T,)), T = q * n_permutations. Twin: the composition in
+    ``PairwiseModel.score`` (rows -> numpy_backend.predict / permuted_rows -> permutation_spearman).
+    """
+    X, D, w = _as_f64(X, "X"), _as_f64(D, "D"), _as_f64(w, "w")
+    n = X.shape[0]
+    q = X.shape[1] * (X.shape[1] + 1) // 2 if interactions else X.shape[1]
+    if X.ndim != 2 or D.shape != (n * (n - 1) // 2,) or w.shape != (q,):
+        raise ValueError(f"need X (n, m), D (n(n-1)/2,) and w ({q},); got {X.shape}, {D.shape}, {w.shape}.")
+    mask = 2**64 - 1
+    return require_core().permutation_importance(X, D, w, bool(interactions), float(nan_to_num), int(batch_size),
+                                                 int(seed) & mask, int(stream0) & mask, int(perm_seed) & mask,
+                                                 q * int(n_permutations), int(n_permutations))

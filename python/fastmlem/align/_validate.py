@@ -9,21 +9,9 @@ import numpy as np
 import pandas as pd
 
 from .._backend import get_array_module
+from ..similarity._validate import to_float_array
 
 MIN_STIMULI = 2
-
-
-def _to_array(a, xp, what: str):
-    """Array-like (numpy, cupy, DataFrame, nested lists) -> float64 array of ``xp``."""
-    if isinstance(a, (pd.DataFrame, pd.Series)):
-        a = a.to_numpy()
-    dtype = getattr(a, "dtype", None)
-    if dtype is not None and (dtype == object or dtype.kind in "USVc"):
-        raise TypeError(f"{what} must hold real numbers; got dtype {dtype}.")
-    try:
-        return xp.asarray(a, dtype=xp.float64)
-    except (TypeError, ValueError) as exc:
-        raise TypeError(f"{what} could not be read as a float array: {exc}") from exc
 
 
 def as_matrix(a, what: str, xp=None, n_units: int | None = None):
@@ -37,7 +25,7 @@ def as_matrix(a, what: str, xp=None, n_units: int | None = None):
     n_units : expected d, if known (e.g. when transforming new stimuli of a fitted model).
     """
     xp = get_array_module(a) if xp is None else xp
-    arr = _to_array(a, xp, what)
+    arr = to_float_array(a, xp, what)
     if arr.ndim == 1:
         raise ValueError(f"{what} is 1-D (shape {arr.shape}); each model must be a 2-D array "
                          "(n_stimuli, n_units): use X.reshape(-1, 1) for a single unit.")

@@ -10,6 +10,19 @@ import pandas as pd
 from .._backend import get_array_module
 
 
+def to_float_array(a, xp, what: str):
+    """Array-like (numpy, cupy, DataFrame, nested lists) -> float64 array of ``xp``."""
+    if isinstance(a, (pd.DataFrame, pd.Series)):
+        a = a.to_numpy()
+    dtype = getattr(a, "dtype", None)
+    if dtype is not None and (dtype == object or dtype.kind in "USVc"):
+        raise TypeError(f"{what} must hold real numbers; got dtype {dtype}.")
+    try:
+        return xp.asarray(a, dtype=xp.float64)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"{what} could not be read as a float array: {exc}") from exc
+
+
 def as_matrix(a, what: str, xp):
     """Check one representation and return it as a float64 (n, d) array of ``xp``.
 
@@ -19,15 +32,7 @@ def as_matrix(a, what: str, xp):
     what : how error messages name the array, e.g. "X".
     xp : numpy or cupy.
     """
-    if isinstance(a, (pd.DataFrame, pd.Series)):
-        a = a.to_numpy()
-    dtype = getattr(a, "dtype", None)
-    if dtype is not None and (dtype == object or dtype.kind in "USVc"):
-        raise TypeError(f"{what} must hold real numbers; got dtype {dtype}.")
-    try:
-        arr = xp.asarray(a, dtype=xp.float64)
-    except (TypeError, ValueError) as exc:
-        raise TypeError(f"{what} could not be read as a float array: {exc}") from exc
+    arr = to_float_array(a, xp, what)
     if arr.ndim == 1:
         raise ValueError(f"{what} is 1-D (shape {arr.shape}); pass a 2-D array (n_stimuli, "
                          "n_units), e.g. a.reshape(-1, 1) for a single unit.")

@@ -1,0 +1,54 @@
+#include <algorithm>
+#include <cmath>
+#include <vector>
+
+#include "kernels.hpp"
+#include "radix.hpp"
+
+namespace fastmlem {
+
+void permutation_importance(const double* X, int64_t n, int64_t m, bool interactions, double nan_to_num,
+                            const double* D, const double* w, int64_t B, uint64_t seed, uint64_t stream0,
+                            uint64_t perm_seed, int64_t n_tasks, int64_t P, double* base, double* permuted) {
+  const int64_t q = interactions ? m * (m + 1) / 2 : m;
+#pragma omp parallel if (n_tasks > 1)
+  {
+    RankBuffers buffers;
+    std::vector<int64_t> i(B), j(B), order, itmp;
+    std::vector<uint64_t> keys, ktmp;
+    std::vector<double> F(B * q), y(B), pred(B), moved(B), rank_y(B), rank_x(B), perm_keys(B);
+#pragma omp for schedule(dynamic)
+    for (int64_t t = 0; t < n_tasks; ++t) {
+      const int64_t column = t / P;
+      sample_pairs(n, B, seed, stream0 + static_cast<uint64_t>(t), i.data(), j.data());
+      feature_distances(X, m, i.data(), j.data(), B, interactions, nan_to_num, F.data());
+      for (int64_t k = 0; k < B; ++k) {
+        const int64_t a = std::min(i[k], j[k]), b = std::max(i[k], j[k]);
+        const double d = a == b ? 0.0 : D[n * a - a * (a + 1) / 2 + b - a - 1];
+        y[k] = std::isnan(d) ? nan_to_num : d;
+      }
+      // the permutation of numpy_backend.random_permutations: stable argsort of 53-bit keys
+      const uint64_t key = stream_key(perm_seed, static_cast<uint64_t>(t));
+      for (int64_t k = 0; k < B; ++k)
+        perm_keys[k] = static_cast<double>(splitmix64(key + static_cast<uint64_t>(k)) >> 11);
+      radix_argsort(perm_keys.data(), B, false, order, keys, ktmp, itmp);
+      for (int64_t k = 0; k < B; ++k) {
+        const double* f = &F[k * q];
+        double s = 0.0, s_moved = 0.0;
+        for (int64_t c = 0; c < q; ++c) {
+          s += f[c] * w[c];
+          s_moved += (c == column ? F[order[k] * q + c] : f[c]) * w[c];
+        }
+        pred[k] = s;
+        moved[k] = s_moved;
+      }
+      rank_row(y.data(), B, rank_y.data(), buffers);
+      rank_row(pred.data(), B, rank_x.data(), buffers);
+      base[t] = pearson_row(rank_x.data(), rank_y.data(), B);
+      rank_row(moved.data(), B, rank_x.data(), buffers);
+      permuted[t] = pearson_row(rank_x.data(), rank_y.data(), B);
+    }
+  }
+}
+
+}  // namespace fastmlem
