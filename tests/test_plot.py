@@ -19,6 +19,7 @@ def fitted():
     return model, X, Y
 
 
+@pytest.mark.filterwarnings("ignore:high variability of the baseline")
 def test_every_figure(fitted, tmp_path):
     model, X, Y = fitted
     imp, _ = model.score()
