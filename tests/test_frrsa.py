@@ -76,3 +76,13 @@ def test_bad_parameters(params, match):
 def test_score_before_fit():
     with pytest.raises(RuntimeError, match="not fitted"):
         FRRSA().score()
+
+
+def test_constant_column_within_folds_and_too_many_outer_folds():
+    rng = np.random.default_rng(0)
+    X = pd.DataFrame({"rare": np.r_[np.ones(2), np.zeros(18)], "common": rng.integers(0, 2, 20)})
+    Y = rng.normal(size=(20, 5)) + X.to_numpy() @ np.ones((2, 5))
+    model = FRRSA(nonnegative=True, n_outer_repeats=2, n_inner_repeats=2, random_state=0).fit(X, Y)
+    assert np.isfinite(model.coef_).all()
+    with pytest.raises(ValueError, match="too few"):
+        FRRSA(n_outer_splits=10, n_inner_splits=2).fit(X.iloc[:10], Y[:10])

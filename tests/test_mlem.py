@@ -163,3 +163,62 @@ def test_random_permutations_are_permutations():
     P = nb.random_permutations(1000, 3, 7, 2)
     assert (np.sort(P, axis=1) == np.arange(1000)).all() and not (P[0] == P[1]).all()
     np.testing.assert_array_equal(P[1], nb.random_permutations(1000, 1, 7, 3)[0])
+
+
+def test_score_on_new_stimuli_uses_the_training_encoding():
+    rng = np.random.default_rng(0)
+    X = pd.DataFrame({"num": rng.uniform(0, 100, 150), "cat": rng.choice(["a", "b"], 150)})
+    Y = np.column_stack([X.num / 30, (X.cat == "a") * 2.0, rng.normal(size=(150, 4))])
+    model = MLEM(random_state=0, batch_size=2000, max_steps=30).fit(X, Y)
+    assert model.encoding_[0] == ("numeric", X.num.min(), X.num.max())
+    low = (X.num < 20).to_numpy()
+    X_low = X[low].reset_index(drop=True)
+    from fastmlem.encoding import encode_features
+    enc, _ = encode_features(X_low, encoding=model.encoding_)
+    np.testing.assert_allclose(enc[:, 0], (X_low.num - X.num.min()) / (X.num.max() - X.num.min()))
+    model.score(X_low, Y[low])  # runs on the training scale
+    only_a = (X.cat == "a").to_numpy()
+    imp, _ = model.score(X[only_a], Y[only_a])  # 'cat' constant among these stimuli: allowed
+    assert imp["cat"].abs().max() < 1e-12
+    new_level = X.iloc[:30].assign(cat=["c"] * 10 + ["a"] * 20)
+    assert len(np.unique(encode_features(new_level, encoding=model.encoding_)[0][:, 1])) == 2
+
+
+@pytest.mark.parametrize("make, match", [
+    (lambda X, Y: MLEM(batch_size=300).fit(X, Y, feature_names=["p", "q"]), "feature names"),
+    (lambda X, Y: MLEM(batch_size=300).fit(X, np.ones_like(Y)), "same for every stimulus"),
+    (lambda X, Y: MLEM(batch_size=300, distance=lambda a, b: np.abs(a - b)).fit(X, Y), "one value per pair"),
+    (lambda X, Y: MLEM(batch_size_min=1000, batch_size_max=500).fit(X, Y), "batch_size_max"),
+    (lambda X, Y: MLEM(n_trials=1).fit(X, Y), "n_trials"),
+    (lambda X, Y: MLEM(device="cuda:x").fit(X, Y), "device|cupy|CUDA"),
+])
+def test_more_bad_inputs(make, match):
+    X, Y = simulate(n=60)
+    with pytest.raises((ValueError, ImportError), match=match):
+        make(X, Y)
+
+
+def test_free_weights_with_one_column_are_positive():
+    rng = np.random.default_rng(0)
+    X = rng.integers(0, 2, (40, 1)).astype(float)
+    Y = 3 * X + rng.normal(scale=0.1, size=(40, 1))
+    for seed in range(4):
+        model = MLEM(spd=False, random_state=seed, batch_size=300, max_steps=20).fit(X, Y)
+        assert model.weights_[0] == 1.0 and model.best_score_ > 0.5
+
+
+def test_random_state_objects_are_accepted():
+    X, Y = simulate(n=60)
+    a = MLEM(random_state=np.random.RandomState(0), batch_size=300, max_steps=5).fit(X, Y)
+    a.score()
+    MLEM(random_state=np.random.default_rng(1), batch_size=300, max_steps=5).fit(X, Y)
+
+
+def test_fused_step_checks_its_arguments():
+    from fastmlem import numpy_backend as nb, ops
+    X = np.random.default_rng(0).integers(0, 2, (20, 3)).astype(float)
+    D = nb.condensed_rdm(np.random.default_rng(1).normal(size=(20, 4)))
+    with pytest.raises(ValueError, match="batch_size"):
+        ops.mlem_step(X, D, False, 0.0, 0, 0)
+    with pytest.raises(ValueError, match="w must have shape"):
+        ops.mlem_step(X, D, False, 0.0, 50, 0)(0, np.ones(1), np.inf, -np.inf)

@@ -41,3 +41,12 @@ def test_bad_inputs(fitted):
         plot.rdm_heatmap(Y, order_by=X.a[:10])
     with pytest.raises(TypeError, match="non-empty dict"):
         plot.importance_by_layer({})
+
+
+def test_missing_labels_are_shown_as_missing(fitted):
+    _, X, Y = fitted
+    labels = np.array(list(X.a[:-1]) + [None], dtype=object)
+    ax = plot.mds_scatter(Y, labels)
+    assert "missing" in [t.get_text() for t in ax.get_legend().get_texts()]
+    plot.rdm_heatmap(Y, order_by=labels)
+    plt.close("all")

@@ -7,6 +7,7 @@ simulate  The MLEM paper's synthetic benchmark: MLEM vs FR-RSA-I (and classic FR
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 import warnings
@@ -103,6 +104,14 @@ def fit(args):
         Y = np.load(args.representations, allow_pickle=False)
     except ValueError as err:
         raise SystemExit(f"could not read {args.representations} as a numpy .npy array: {err}") from err
+    if not isinstance(Y, np.ndarray):  # an .npz archive
+        if len(Y.files) != 1:
+            raise SystemExit(f"{args.representations} holds {len(Y.files)} arrays {Y.files}; save the one "
+                             "to use as .npy (or an .npz with a single array).")
+        Y = Y[Y.files[0]]
+    out_dir = os.path.dirname(os.path.abspath(args.out))
+    if not os.path.isdir(out_dir):
+        raise SystemExit(f"the folder of --out ({out_dir}) does not exist.")
     print(f"{len(features)} stimuli, features {list(features.columns)}, representations {Y.shape}")
     start = time.perf_counter()
     model = _mlem(args, verbose=not args.quiet).fit(features, Y)
@@ -113,8 +122,9 @@ def fit(args):
     with pd.option_context("display.width", 200, "display.precision", 4):
         print(summary.sort_values("mean", ascending=False))
     tidy.to_csv(args.out, index=False)
-    model.get_weights().to_csv(args.out.replace(".csv", "") + "_weights.csv")
-    print(f"Wrote {args.out} and {args.out.replace('.csv', '')}_weights.csv")
+    weights_path = os.path.splitext(args.out)[0] + "_weights.csv"
+    model.get_weights().to_csv(weights_path)
+    print(f"Wrote {args.out} and {weights_path}")
     if args.plot:
         import matplotlib
         matplotlib.use("Agg")
@@ -131,11 +141,17 @@ def simulate(args):
                                                    n_stimuli=256, n_features=16)
     if args.noise:
         grid["noise_levels"] = tuple(float(v) for v in args.noise.split(","))
-    if args.seeds:
+        if min(grid["noise_levels"]) < 0:
+            raise SystemExit(f"noise levels must be >= 0; got {args.noise}.")
+    for name, minimum in (("seeds", 1), ("n_stimuli", 10), ("n_features", 1)):
+        value = getattr(args, name)
+        if value is not None and value < minimum:
+            raise SystemExit(f"--{name.replace('_', '-')} must be >= {minimum}; got {value}.")
+    if args.seeds is not None:
         grid["seeds"] = tuple(range(args.seeds))
-    if args.n_stimuli:
+    if args.n_stimuli is not None:
         grid["n_stimuli"] = args.n_stimuli
-    if args.n_features:
+    if args.n_features is not None:
         grid["n_features"] = args.n_features
     methods = tuple(args.methods.split(","))
     print(f"Simulation: {grid['n_stimuli']} stimuli, {grid['n_features']} binary features, noise "
@@ -205,7 +221,7 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     try:
         args.func(args)
-    except (ValueError, TypeError, FileNotFoundError) as err:
+    except (ValueError, TypeError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     return 0

@@ -26,7 +26,8 @@ def _check_finite_or_nan(a: np.ndarray, what: str) -> None:
                          "before fitting.")
 
 
-def encode_features(X, feature_names=None, *, precomputed: bool = False):
+def encode_features(X, feature_names=None, *, precomputed: bool = False, encoding=None,
+                    return_encoding: bool = False):
     """Encode theoretical features as a float64 matrix whose pairwise |differences| are distances.
 
     Parameters
@@ -38,12 +39,18 @@ def encode_features(X, feature_names=None, *, precomputed: bool = False):
     feature_names : sequence of m str, optional. Defaults to the DataFrame's columns or
         ``feature_0 ... feature_{m-1}``.
     precomputed : bool. X holds per-feature distance matrices (n, n, m).
+    encoding : the encoding returned at fit time (``return_encoding=True``): new stimuli are then
+        encoded on the training scale and categories (unseen categories get new codes), and a
+        feature may be constant among them.
 
     Returns
     -------
     X_enc : float64 array (n, m) (or (n, n, m) when precomputed), NaN where a value is missing.
     names : list of m str.
+    encoding : (only with ``return_encoding``) per DataFrame column ('numeric', lo, hi) or
+        ('categorical', categories); None for array input.
     """
+    spec = None
     if isinstance(X, pd.Series):
         X = X.to_frame()
     if isinstance(X, pd.DataFrame):
@@ -54,18 +61,32 @@ def encode_features(X, feature_names=None, *, precomputed: bool = False):
             raise TypeError("distance='precomputed' needs X as an array of per-feature distance "
                             "matrices of shape (n, n, m), not a DataFrame.")
         names = [str(c) for c in X.columns] if feature_names is None else [str(f) for f in feature_names]
-        cols = []
-        for name, (_, s) in zip(names, X.items()):
-            if _is_numeric_series(s):
+        if len(names) != X.shape[1]:
+            raise ValueError(f"got {len(names)} feature names for {X.shape[1]} feature columns.")
+        if encoding is not None and len(encoding) != X.shape[1]:
+            raise ValueError(f"X has {X.shape[1]} feature columns; the model was fitted on {len(encoding)}.")
+        cols, spec = [], []
+        for k, (name, (_, s)) in enumerate(zip(names, X.items())):
+            kind = ("numeric" if _is_numeric_series(s) else "categorical") if encoding is None else encoding[k][0]
+            if kind == "numeric":
                 v = s.to_numpy(dtype=np.float64, na_value=np.nan)
                 _check_finite_or_nan(v, f"feature {name!r}")
                 finite = v[~np.isnan(v)]
                 lo, hi = (finite.min(), finite.max()) if finite.size else (0.0, 0.0)
+                if encoding is not None:
+                    _, lo, hi = encoding[k]
+                spec.append(("numeric", lo, hi))
                 cols.append((v - lo) / (hi - lo) if hi > lo else v - lo)
             else:
-                codes = pd.Categorical(s).codes.astype(np.float64)  # pandas >= 3 strings included
-                codes[codes < 0] = np.nan
-                cols.append(codes)
+                categories = pd.Categorical(s).categories if encoding is None else encoding[k][1]
+                seen = pd.Categorical(s, categories=categories).codes.astype(np.float64)  # pandas 3 strings too
+                unseen = s[(seen < 0) & s.notna().to_numpy()]
+                codes = np.where(seen >= 0, seen, np.nan)
+                if len(unseen):  # categories not seen at fit time: new codes, so they differ from all
+                    extra = {v: len(categories) + t for t, v in enumerate(pd.unique(unseen))}
+                    codes = np.where(seen >= 0, seen, [extra.get(v, np.nan) for v in s])
+                spec.append(("categorical", categories))
+                cols.append(codes.astype(np.float64))
         X_enc = np.column_stack(cols)
     else:
         X_enc = _as_float_array(X, "X (features)")
@@ -92,8 +113,9 @@ def encode_features(X, feature_names=None, *, precomputed: bool = False):
         raise ValueError(f"feature names must be unique; got {names}.")
     if X_enc.shape[0] < MIN_STIMULI:
         raise ValueError(f"MLEM needs at least {MIN_STIMULI} stimuli; got {X_enc.shape[0]}.")
-    _check_not_constant(X_enc, names)
-    return X_enc, names
+    if encoding is None:  # new stimuli scored with a fitted model may agree on a feature
+        _check_not_constant(X_enc, names)
+    return (X_enc, names, spec) if return_encoding else (X_enc, names)
 
 
 def _check_not_constant(X_enc, names):
@@ -156,6 +178,8 @@ def prepare_representations(Y, n: int, *, precomputed: bool = False, allow_gpu: 
     if precomputed:
         if Y.shape != (n, n):
             raise ValueError(f"with distance='precomputed', Y must be an (n, n) distance matrix; got {Y.shape}.")
+        if not bool((Y != 0).any()):
+            raise ValueError("the precomputed neural distances are all 0: there is nothing to explain.")
         if not bool(xp.allclose(Y, Y.T, rtol=1e-5, atol=1e-8 * max(1.0, float(xp.abs(Y).max())))):
             raise ValueError("with distance='precomputed', Y must be a symmetric distance matrix; "
                              "symmetrise it, e.g. (Y + Y.T) / 2.")
@@ -163,6 +187,9 @@ def prepare_representations(Y, n: int, *, precomputed: bool = False, allow_gpu: 
     Y = Y.reshape(n, -1) if Y.ndim != 1 else Y[:, None]
     if Y.shape[1] == 0:
         raise ValueError("Y has no dimensions per stimulus.")
+    if not bool((Y != Y[:1]).any()):
+        raise ValueError("Y is the same for every stimulus: all neural distances are 0, so there is "
+                         "nothing to explain.")
     return xp.ascontiguousarray(Y)
 
 

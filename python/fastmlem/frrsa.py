@@ -37,6 +37,8 @@ def _ridge_path(F, y, fractions, nonnegative):
     G, b = Fc.T @ Fc, Fc.T @ yc
     s2, V = np.linalg.eigh(G)
     keep = s2 > _EIG_FLOOR * max(s2.max(), 1e-300)
+    if not keep.any():  # every column constant within these pairs: predict the mean
+        return np.zeros((len(fractions), F.shape[1])), np.full(len(fractions), mean_y)
     s2, V = s2[keep], V[:, keep]
     z = V.T @ b
     norm_ols = np.sqrt(np.sum((z / s2) ** 2))
@@ -125,9 +127,9 @@ class FRRSA(PairwiseModel):
             check_positive_int(getattr(self, name), name, 2)
         for name in ("n_outer_repeats", "n_inner_repeats", "n_permutations", "max_pairs"):
             check_positive_int(getattr(self, name), name)
-        # each inner test fold needs >= 2 stimuli (one pair)
+        # each outer and inner test fold needs >= 2 stimuli (one pair)
         smallest_inner = n * (1 - 1 / self.n_outer_splits) / self.n_inner_splits
-        if smallest_inner < 2:
+        if smallest_inner < 2 or n // self.n_outer_splits < 2:
             raise ValueError(f"{n} stimuli are too few for {self.n_outer_splits} outer x {self.n_inner_splits} "
                              "inner folds (each held-out fold needs at least 2 stimuli); lower the splits.")
         return fractions
@@ -180,5 +182,6 @@ class FRRSA(PairwiseModel):
         self.cv_scores_ = np.array(scores)
         self.cv_score_ = float(np.tanh(np.mean(_fisher_z(self.cv_scores_))))
         self.fractions_ = np.array(chosen)
-        self.batch_size_ = int(self.batch_size or min(len(i), 2**16))
+        self.batch_size_ = (min(len(i), 2**16) if self.batch_size is None
+                            else check_positive_int(self.batch_size, "batch_size", 3))
         return self

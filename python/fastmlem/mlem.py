@@ -30,6 +30,8 @@ def _condensed_rdm(Y, metric):
     if metric not in ("euclidean", "cosine"):
         return ops.neural_distances(Y, *nb.all_pairs(Y.shape[0]), metric)
     Y = Y.astype(np.float64)
+    if metric == "euclidean":
+        Y = Y - Y.mean(axis=0)  # same distances; keeps sq_i + sq_j - 2 g accurate under a large offset
     if metric == "cosine":
         norms = np.linalg.norm(Y, axis=1, keepdims=True)
         Y = np.divide(Y, norms, out=np.zeros_like(Y), where=norms > 0)
@@ -87,7 +89,10 @@ def pair_rows(X_enc, Y, distance, interactions, nan_to_num, gpu=False):
             if D is not None:
                 y = lookup(D, n, i, j)
             elif callable(distance):
-                y = xp.asarray(distance(Y[i], Y[j]), dtype=xp.float64).reshape(-1)
+                y = xp.asarray(distance(Y[i], Y[j]), dtype=xp.float64)
+                if y.shape != (len(i),):
+                    raise ValueError(f"the distance callable must return one value per pair, shape ({len(i)},); "
+                                     f"got shape {y.shape}.")
             else:
                 y = gather(Y, i, j, distance)
         return F, xp.nan_to_num(y, nan=nan_to_num)
@@ -105,6 +110,11 @@ class PairwiseModel(BaseEstimator):
 
     def _seed(self):
         seed = self.random_state if self.random_state is not None else self.random_seed
+        if isinstance(seed, (np.random.RandomState, np.random.Generator)):  # scikit-learn style
+            if not hasattr(self, "_drawn_seed"):  # drawn once, so fit and score agree
+                self._drawn_seed = int(seed.integers(2**63) if isinstance(seed, np.random.Generator)
+                                       else seed.randint(2**31))
+            seed = self._drawn_seed
         return int(np.random.SeedSequence(seed).generate_state(1, np.uint64)[0])
 
     def _check_distance(self):
@@ -117,9 +127,15 @@ class PairwiseModel(BaseEstimator):
     def _on_gpu(self):
         return str(getattr(self, "device", "cpu")).startswith("cuda")
 
-    def _data(self, X, Y, feature_names=None):
+    def _data(self, X, Y, feature_names=None, new_stimuli=False):
+        """Encoded features, names, checked representations. ``new_stimuli``: encode with the
+        training scale and categories (score on held-out data)."""
         precomputed = self.distance == "precomputed"
-        X_enc, names = encode_features(X, feature_names, precomputed=precomputed)
+        encoding = getattr(self, "encoding_", None) if new_stimuli else None
+        X_enc, names, spec = encode_features(X, feature_names, precomputed=precomputed, encoding=encoding,
+                                             return_encoding=True)
+        if not new_stimuli:
+            self.encoding_ = spec
         Y_arr = prepare_representations(Y, X_enc.shape[0], precomputed=precomputed, allow_gpu=self._on_gpu())
         return X_enc, names, Y_arr
 
@@ -133,7 +149,8 @@ class PairwiseModel(BaseEstimator):
 
     def _check_fitted(self):
         if not hasattr(self, "weights_"):
-            raise RuntimeError("this MLEM is not fitted yet: call fit(X, Y) before score() or get_weights().")
+            raise RuntimeError(f"this {type(self).__name__} is not fitted yet: call fit(X, Y) before score() or "
+                               "get_weights().")
 
     def _column_names(self):
         names = list(self.feature_names_in_)
@@ -189,10 +206,10 @@ class PairwiseModel(BaseEstimator):
         if X is None:
             X_enc, Y_arr = self.X_, self.Y_
         else:
-            X_enc, _, Y_arr = self._data(X, Y)
+            X_enc, _, Y_arr = self._data(X, Y, new_stimuli=True)
             if X_enc.shape[-1] != self.n_features_in_:
                 raise ValueError(f"X has {X_enc.shape[-1]} features; the model was fitted on {self.n_features_in_}.")
-        size = check_positive_int(batch_size or self.batch_size_, "batch_size", 3)
+        size = check_positive_int(self.batch_size_ if batch_size is None else batch_size, "batch_size", 3)
         rows = self._rows(X_enc, Y_arr)
         n, cols, P = X_enc.shape[0], self._column_names(), self.n_permutations
         seed, perm_seed = self._seed(), (self._seed() + 1) % 2**64
@@ -266,12 +283,22 @@ class MLEM(PairwiseModel):
         if self._on_gpu():
             cp, _ = require_cuda()
             index = str(self.device).partition(":")[2]
+            if index and not index.isdigit():
+                raise ValueError(f"device must be 'cuda' or 'cuda:<index>'; got {self.device!r}.")
             cp.cuda.Device(int(index) if index else 0).use()
         self._check_distance()
         check_positive_int(self.max_steps, "max_steps")
         check_positive_int(self.n_permutations, "n_permutations")
         if not self.factor > 1:
             raise ValueError(f"factor must be > 1; got {self.factor}.")
+        check_positive_int(self.n_trials, "n_trials", 2)
+        check_positive_int(self.batch_size_min, "batch_size_min", 3)
+        if check_positive_int(self.batch_size_max, "batch_size_max", 3) < self.batch_size_min:
+            raise ValueError(f"batch_size_max ({self.batch_size_max}) must be >= batch_size_min "
+                             f"({self.batch_size_min}).")
+        if not self.threshold > 0 or not self.lr > 0:
+            raise ValueError(f"threshold and lr must be positive; got {self.threshold} and {self.lr}.")
+        check_positive_int(self.patience, "patience")
 
     def _train_step(self, rows, n):
         """step(stream, w (q,), lo, hi) -> (score, grad_w (q,), lo, hi), host floats and numpy.

@@ -143,8 +143,8 @@ def weights(params: np.ndarray, m: int, kind: str) -> np.ndarray:
     if kind == "diag":
         u = softplus(params)
         return u / np.linalg.norm(u)
-    if kind == "free":
-        return params / np.linalg.norm(params)
+    if kind == "free":  # one column: its sign is not identifiable from a unit vector, use +1
+        return np.ones(1) if params.size == 1 else params / np.linalg.norm(params)
     if kind == "spd":
         a, b = np.tril_indices(m)
         L = np.zeros((m, m))
@@ -157,6 +157,8 @@ def weights(params: np.ndarray, m: int, kind: str) -> np.ndarray:
 
 def weights_vjp(params: np.ndarray, m: int, kind: str, grad_w: np.ndarray) -> np.ndarray:
     """Gradient w.r.t. params of <grad_w, weights(params)> (analytic)."""
+    if kind == "free" and params.size == 1:
+        return np.zeros(1)
     if kind in ("diag", "free"):
         u = softplus(params) if kind == "diag" else params
         nrm = np.linalg.norm(u)

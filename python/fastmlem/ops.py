@@ -18,7 +18,7 @@ def _gpu_twin(fn):
     """Route calls with any cupy argument to ``fastmlem.cuda_ops.<same name>``."""
     @functools.wraps(fn)
     def dispatch(*args, **kwargs):
-        if any(is_cupy(a) for a in (*args, *kwargs.values())):
+        if any(is_cupy(a) or is_cupy(getattr(a, "x", None)) for a in (*args, *kwargs.values())):
             from . import cuda_ops
             return getattr(cuda_ops, fn.__name__)(*args, **kwargs)
         return fn(*args, **kwargs)
@@ -67,8 +67,8 @@ def rank_average(x):
 def spearman(x, y):
     """Exact Spearman correlation along the last axis (average ranks); shape x.shape[:-1]."""
     x, y = _as_f64(x, "x"), _as_f64(y, "y")
-    if x.shape != y.shape or x.ndim == 0:
-        raise ValueError(f"x and y must have the same shape; got {x.shape} and {y.shape}.")
+    if x.shape != y.shape or x.ndim == 0 or x.shape[-1] == 0:
+        raise ValueError(f"x and y must have the same shape (non-empty); got {x.shape} and {y.shape}.")
     if np.isnan(x).any() or np.isnan(y).any():
         raise ValueError("cannot rank NaN values.")
     return require_core().spearman(x, y).reshape(x.shape[:-1])
@@ -142,9 +142,18 @@ def mlem_step(X, D, interactions: bool, nan_to_num: float, batch_size: int, seed
     n = X.shape[0]
     if X.ndim != 2 or D.shape != (n * (n - 1) // 2,):
         raise ValueError(f"X must be (n, m) and D the condensed RDM (n(n-1)/2,); got {X.shape} and {D.shape}.")
+    if int(batch_size) < 1:
+        raise ValueError(f"batch_size must be >= 1; got {batch_size}.")
     core = require_core().MlemStep(X, D, bool(interactions), float(nan_to_num), int(batch_size), int(seed),
                                    -1.0 if strength == "auto" else float(strength), regularization == "kl")
-    return core.step
+    q = X.shape[1] * (X.shape[1] + 1) // 2 if interactions else X.shape[1]
+
+    def step(stream, w, lo, hi):
+        w = _as_f64(w, "w")
+        if w.shape != (q,):
+            raise ValueError(f"w must have shape ({q},); got {w.shape}.")
+        return core.step(int(stream) & (2**64 - 1), w, float(lo), float(hi))
+    return step
 
 
 @_gpu_twin

@@ -110,6 +110,14 @@ def weights_heatmap(weights, ax=None, title=None, cmap="RdBu_r"):
     return ax
 
 
+def _labels(values, n, what):
+    """(n,) string labels, missing values shown as 'missing'."""
+    labels = pd.Series(np.asarray(values, dtype=object))
+    if len(labels) != n:
+        raise ValueError(f"{what} has {len(labels)} values for {n} stimuli.")
+    return labels.where(labels.notna(), "missing").astype(str)
+
+
 def _rdm(Y, distance):
     from scipy.spatial.distance import squareform
     from .mlem import _condensed_rdm
@@ -128,9 +136,7 @@ def rdm_heatmap(Y, ax=None, order_by=None, distance="euclidean", title=None, cma
     order = np.arange(len(D))
     ax = _axes(ax, (5, 4.5))
     if order_by is not None:
-        labels = pd.Series(np.asarray(order_by)).astype(str)
-        if len(labels) != len(D):
-            raise ValueError(f"order_by has {len(labels)} values for {len(D)} stimuli.")
+        labels = _labels(order_by, len(D), "order_by")
         order = np.argsort(labels.to_numpy(), kind="stable")
         sorted_labels = labels.to_numpy()[order]
         for edge in np.flatnonzero(sorted_labels[1:] != sorted_labels[:-1]) + 0.5:
@@ -151,9 +157,7 @@ def mds_scatter(Y, labels, ax=None, distance="euclidean", title=None, random_sta
     from sklearn.manifold import MDS
     import warnings
     D = _rdm(Y, distance)
-    labels = pd.Series(np.asarray(labels)).astype(str)
-    if len(labels) != len(D):
-        raise ValueError(f"labels has {len(labels)} values for {len(D)} stimuli.")
+    labels = _labels(labels, len(D), "labels")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)
         xy = MDS(n_components=2, dissimilarity="precomputed", n_init=1, random_state=random_state).fit_transform(D)
