@@ -12,6 +12,10 @@ namespace py = pybind11;
 using dArr = py::array_t<double, py::array::c_style | py::array::forcecast>;
 using iArr = py::array_t<int64_t, py::array::c_style | py::array::forcecast>;
 
+// Features X: (n, m) encoded, or (n, n, m) per-feature distance matrices (precomputed).
+static bool precomputed(const dArr& X) { return X.ndim() == 3; }
+static int64_t n_columns(const dArr& X) { return X.shape(X.ndim() - 1); }
+
 PYBIND11_MODULE(_core, mod) {
   mod.doc() = "fastmlem compiled CPU kernels";
   mod.def("sample_pairs", [](int64_t n, int64_t B, uint64_t seed, uint64_t stream) {
@@ -20,10 +24,11 @@ PYBIND11_MODULE(_core, mod) {
     return py::make_tuple(i, j);
   });
   mod.def("feature_distances", [](dArr X, iArr i, iArr j, bool interactions, double nan_to_num) {
-    const int64_t m = X.shape(1), B = i.shape(0), q = interactions ? m * (m + 1) / 2 : m;
+    const int64_t m = n_columns(X), B = i.shape(0), q = interactions ? m * (m + 1) / 2 : m;
     dArr out({B, q});
     { py::gil_scoped_release r;
-      fastmlem::feature_distances(X.data(), m, i.data(), j.data(), B, interactions, nan_to_num, out.mutable_data()); }
+      fastmlem::feature_distances(X.data(), X.shape(0), m, precomputed(X), i.data(), j.data(), B, interactions,
+                                  nan_to_num, out.mutable_data()); }
     return out;
   });
   mod.def("rank_average", [](dArr x) {
@@ -58,8 +63,8 @@ PYBIND11_MODULE(_core, mod) {
     fastmlem::MlemStep impl;
     PyMlemStep(dArr X_, dArr D_, bool interactions, double nan_to_num, int64_t batch, uint64_t seed,
                double strength, bool kl)
-        : X(X_), D(D_), impl(X.data(), D.data(), X.shape(0), X.shape(1), interactions, nan_to_num, batch, seed,
-                             strength, kl) {}
+        : X(X_), D(D_), impl(X.data(), D.data(), X.shape(0), n_columns(X), precomputed(X), interactions,
+                             nan_to_num, batch, seed, strength, kl) {}
   };
   py::class_<PyMlemStep>(mod, "MlemStep")
       .def(py::init<dArr, dArr, bool, double, int64_t, uint64_t, double, bool>())
@@ -102,9 +107,9 @@ PYBIND11_MODULE(_core, mod) {
                                        uint64_t seed, uint64_t stream0, uint64_t perm_seed, int64_t n_tasks, int64_t P) {
     dArr base(n_tasks), permuted(n_tasks);
     { py::gil_scoped_release r;
-      fastmlem::permutation_importance(X.data(), X.shape(0), X.shape(1), interactions, nan_to_num, D.data(), w.data(), B,
-                                       seed, stream0, perm_seed, n_tasks, P, base.mutable_data(),
-                                       permuted.mutable_data()); }
+      fastmlem::permutation_importance(X.data(), X.shape(0), n_columns(X), precomputed(X), interactions, nan_to_num,
+                                       D.data(), w.data(), B, seed, stream0, perm_seed, n_tasks, P,
+                                       base.mutable_data(), permuted.mutable_data()); }
     return py::make_tuple(base, permuted);
   });
 }

@@ -12,9 +12,11 @@ uint64_t stream_key(uint64_t seed, uint64_t stream);
 // B pairs uniform with replacement in [0, n)^2.
 void sample_pairs(int64_t n, int64_t B, uint64_t seed, uint64_t stream, int64_t* i, int64_t* j);
 
-// Predictor rows: X (n, m) row-major; out (B, m) squared distances or (B, m(m+1)/2) products.
-void feature_distances(const double* X, int64_t m, const int64_t* i, const int64_t* j, int64_t B,
-                       bool interactions, double nan_to_num, double* out);
+// Predictor rows of pairs (i, j): out (B, m) squared feature distances or (B, m(m+1)/2) products,
+// distances clip(|X[i] - X[j]|, 0, 1) of encoded features X (n, m), or, when precomputed,
+// clip(X[i, j], 0, 1) of per-feature distance matrices X (n, n, m); NaN -> nan_to_num.
+void feature_distances(const double* X, int64_t n, int64_t m, bool precomputed, const int64_t* i, const int64_t* j,
+                       int64_t B, bool interactions, double nan_to_num, double* out);
 
 // Ranks 1..B with ties averaged, for T rows of length B (row-major).
 void rank_average(const double* x, int64_t T, int64_t B, double* out);
@@ -32,7 +34,8 @@ double pearson_row(const double* a, const double* b, int64_t B);
 // condensed RDM D (NaN -> nan_to_num), prediction sum_c F_c w_c summed in column order (identical
 // rows tie exactly), column c permuted across pairs by numpy_backend.random_permutations(B, 1,
 // perm_seed, t), and the exact Spearman (average ranks, y ranked once) of both. OpenMP over tasks.
-void permutation_importance(const double* X, int64_t n, int64_t m, bool interactions, double nan_to_num,
+void permutation_importance(const double* X, int64_t n, int64_t m, bool precomputed, bool interactions,
+                            double nan_to_num,
                             const double* D, const double* w, int64_t B, uint64_t seed, uint64_t stream0,
                             uint64_t perm_seed, int64_t n_tasks, int64_t P, double* base, double* permuted);
 

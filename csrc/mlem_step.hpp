@@ -9,10 +9,11 @@ namespace fastmlem {
 
 class MlemStep {
  public:
-  // X (n, m) encoded features; D condensed RDM (n(n-1)/2), both kept by reference (caller owns).
+  // X (n, m) encoded features, or (n, n, m) per-feature distances when precomputed; D condensed
+  // RDM (n(n-1)/2); both kept by reference (caller owns).
   // strength > 0: fixed soft-rank strength; strength <= 0: 'auto' (range / B per vector).
-  MlemStep(const double* X, const double* D, int64_t n, int64_t m, bool interactions, double nan_to_num,
-           int64_t batch, uint64_t seed, double strength, bool kl);
+  MlemStep(const double* X, const double* D, int64_t n, int64_t m, bool precomputed, bool interactions,
+           double nan_to_num, int64_t batch, uint64_t seed, double strength, bool kl);
   // One step on stream `stream` with column weights w (q). Updates the running lo/hi of the raw
   // neural distances; writes grad_w (q); returns the score pearson(softrank(F w), softrank(y)).
   double step(uint64_t stream, const double* w, double* lo, double* hi, double* grad_w);
@@ -21,7 +22,7 @@ class MlemStep {
  private:
   const double *X_, *D_;
   int64_t n_, m_, q_, B_;
-  bool interactions_, kl_;
+  bool precomputed_, interactions_, kl_;
   double nan_to_num_, strength_;
   uint64_t seed_;
   std::vector<int64_t> i_, j_, perm_, block_, perm_y_, block_y_;

@@ -41,6 +41,21 @@ def test_feature_distances_match_twin(interactions):
     assert got.shape == (400, 15 if interactions else 5)
 
 
+@pytest.mark.parametrize("interactions", [False, True])
+def test_precomputed_feature_distances_match_twin(interactions):
+    rng = np.random.default_rng(1)
+    Xd = rng.uniform(-0.5, 1.5, size=(30, 30, 4))   # out-of-range values are clipped to [0, 1]
+    Xd[rng.random(Xd.shape) < 0.1] = np.nan
+    i, j = nb.sample_pairs(30, 500, 2)
+    for fill in (0.0, 0.7):
+        got = ops.feature_distances_precomputed(Xd, i, j, interactions, fill)
+        np.testing.assert_array_equal(got, nb.feature_distances_precomputed(Xd, i, j, interactions, fill))
+    with pytest.raises(ValueError, match="n, n, m"):
+        ops.feature_distances_precomputed(Xd[:, :29], i, j)
+    with pytest.raises(ValueError, match="feature_distances_precomputed"):
+        ops.feature_distances(Xd, i, j)
+
+
 def test_feature_distances_rejects_bad_indices():
     with pytest.raises(IndexError):
         ops.feature_distances(np.zeros((4, 2)), np.array([0, 4]), np.array([1, 2]))
@@ -212,6 +227,25 @@ def test_fused_mlem_step_equals_the_composed_objective(interactions, strength, r
         np.testing.assert_allclose(grad, expected_grad, rtol=1e-9, atol=1e-12)
     with pytest.raises(ValueError, match="condensed RDM"):
         ops.mlem_step(X, D[:-1], False, 0.0, B, 0)
+
+
+@pytest.mark.parametrize("interactions", [False, True])
+def test_fused_mlem_step_with_precomputed_feature_distances(interactions):
+    """(n, n, m) per-feature distances go through the same fused step as the composed objective."""
+    from fastmlem import ops
+    rng = np.random.default_rng(6)
+    n, m, B = 40, 3, 500
+    Xd = rng.uniform(0, 1.2, (n, n, m))
+    D = nb.condensed_rdm(rng.normal(size=(n, 5)))
+    w = rng.uniform(0.1, 1, m * (m + 1) // 2 if interactions else m)
+    score, grad, lo, hi = ops.mlem_step(Xd, D, interactions, 0.0, B, seed=3)(0, w, np.inf, -np.inf)
+    i, j = ops.sample_pairs(n, B, 3, 0)
+    y = nb.rdm_lookup(D, n, i, j)
+    F = nb.feature_distances_precomputed(Xd, i, j, interactions)
+    expected_score, expected_grad = ops.rank_loss_grad(F, w, ((y - lo) / (hi - lo + 1e-8)) ** 2)
+    assert (lo, hi) == (y.min(), y.max())
+    assert score == pytest.approx(expected_score, abs=1e-12)
+    np.testing.assert_allclose(grad, expected_grad, rtol=1e-9, atol=1e-12)
 
 
 # ------------------------------------------------------------- neural distances of sampled pairs ---

@@ -88,6 +88,20 @@ def test_precomputed():
     MLEM(distance="precomputed", random_state=0, batch_size=300, max_steps=5).fit(Xd, D).score()
 
 
+@pytest.mark.parametrize("interactions", [False, True])
+def test_precomputed_gives_the_same_model_as_features(interactions):
+    """Per-feature distance matrices + a neural RDM are the same data as features + representations."""
+    X, Y = simulate(n=60)
+    codes = X.apply(lambda s: pd.Categorical(s).codes).to_numpy(float)
+    Xd = np.minimum(np.abs(codes[:, None, :] - codes[None, :, :]), 1.0)
+    D = np.sqrt(((Y[:, None] - Y[None]) ** 2).sum(-1))
+    kw = dict(random_state=2, batch_size=400, max_steps=40, n_permutations=3, interactions=interactions)
+    direct = MLEM(**kw).fit(X, Y)
+    pre = MLEM(distance="precomputed", **kw).fit(Xd, D, feature_names=list(X.columns))
+    np.testing.assert_allclose(pre.weights_, direct.weights_, atol=1e-6)
+    np.testing.assert_allclose(pre.score()[0].to_numpy(), direct.score()[0].to_numpy(), atol=1e-6)
+
+
 @pytest.mark.parametrize("make,err,match", [
     (lambda X, Y: (X, Y[:-1]), ValueError, "rows"),
     (lambda X, Y: (X.iloc[:2], Y[:2]), ValueError, "at least 3"),

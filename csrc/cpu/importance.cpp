@@ -7,7 +7,8 @@
 
 namespace fastmlem {
 
-void permutation_importance(const double* X, int64_t n, int64_t m, bool interactions, double nan_to_num,
+void permutation_importance(const double* X, int64_t n, int64_t m, bool precomputed, bool interactions,
+                            double nan_to_num,
                             const double* D, const double* w, int64_t B, uint64_t seed, uint64_t stream0,
                             uint64_t perm_seed, int64_t n_tasks, int64_t P, double* base, double* permuted) {
   const int64_t q = interactions ? m * (m + 1) / 2 : m;
@@ -21,7 +22,7 @@ void permutation_importance(const double* X, int64_t n, int64_t m, bool interact
     for (int64_t t = 0; t < n_tasks; ++t) {
       const int64_t column = t / P;
       sample_pairs(n, B, seed, stream0 + static_cast<uint64_t>(t), i.data(), j.data());
-      feature_distances(X, m, i.data(), j.data(), B, interactions, nan_to_num, F.data());
+      feature_distances(X, n, m, precomputed, i.data(), j.data(), B, interactions, nan_to_num, F.data());
       for (int64_t k = 0; k < B; ++k) {
         const int64_t a = std::min(i[k], j[k]), b = std::max(i[k], j[k]);
         const double d = a == b ? 0.0 : D[n * a - a * (a + 1) / 2 + b - a - 1];

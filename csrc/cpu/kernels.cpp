@@ -19,18 +19,18 @@ void sample_pairs(int64_t n, int64_t B, uint64_t seed, uint64_t stream, int64_t*
   for (int64_t k = 0; k < B; ++k) rng::pair(key, static_cast<uint64_t>(k), un, i + k, j + k);
 }
 
-void feature_distances(const double* X, int64_t m, const int64_t* i, const int64_t* j, int64_t B,
-                       bool interactions, double nan_to_num, double* out) {
+void feature_distances(const double* X, int64_t n, int64_t m, bool precomputed, const int64_t* i, const int64_t* j,
+                       int64_t B, bool interactions, double nan_to_num, double* out) {
   const int64_t q = interactions ? m * (m + 1) / 2 : m;
 #pragma omp parallel if (B > 262144)
   {
     std::vector<double> d(m);
 #pragma omp for schedule(static)
     for (int64_t k = 0; k < B; ++k) {
-      const double* a = X + i[k] * m;
+      const double* a = precomputed ? X + (i[k] * n + j[k]) * m : X + i[k] * m;
       const double* b = X + j[k] * m;
       for (int64_t f = 0; f < m; ++f) {
-        double v = std::fabs(a[f] - b[f]);
+        double v = precomputed ? a[f] : std::fabs(a[f] - b[f]);
         if (std::isnan(v)) v = nan_to_num;
         d[f] = std::min(std::max(v, 0.0), 1.0);
       }

@@ -79,7 +79,7 @@ def encode_features(X, feature_names=None, *, precomputed: bool = False, encodin
                 cols.append((v - lo) / (hi - lo) if hi > lo else v - lo)
             else:
                 categories = pd.Categorical(s).categories if encoding is None else encoding[k][1]
-                seen = pd.Categorical(s, categories=categories).codes.astype(np.float64)  # pandas 3 strings too
+                seen = pd.Index(categories).get_indexer(s).astype(np.float64)  # -1: missing or unseen
                 unseen = s[(seen < 0) & s.notna().to_numpy()]
                 codes = np.where(seen >= 0, seen, np.nan)
                 if len(unseen):  # categories not seen at fit time: new codes, so they differ from all

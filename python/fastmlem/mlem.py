@@ -65,36 +65,35 @@ def pair_rows(X_enc, Y, distance, interactions, nan_to_num, gpu=False):
     """
     n = X_enc.shape[0]
     precomputed = distance == "precomputed"
-    small = not precomputed and not callable(distance) and n * (n - 1) // 2 <= _MAX_RDM_PAIRS
+    small = not callable(distance) and n * (n - 1) // 2 <= _MAX_RDM_PAIRS
     if gpu:
         from . import cuda_ops as kernels
         xp, _ = require_cuda()
         X_enc, Y = xp.asarray(X_enc), xp.asarray(Y)
-        D = kernels.condensed_rdm(Y, distance) if small else None
-        lookup, gather, sample, every_pair = kernels.rdm_lookup, kernels.neural_distances, kernels.sample_pairs, \
-            kernels.all_pairs
-        features_pre, lookup_square = kernels.feature_distances_precomputed, kernels.precomputed_distances
+        condensed, lookup, gather = kernels.condensed_rdm, kernels.rdm_lookup, kernels.neural_distances
+        sample, every_pair = kernels.sample_pairs, kernels.all_pairs
     else:
         xp, kernels = np, ops
-        D = _condensed_rdm(Y, distance) if small else None
-        lookup, gather, sample, every_pair = nb.rdm_lookup, ops.neural_distances, ops.sample_pairs, nb.all_pairs
-        features_pre, lookup_square = nb.feature_distances_precomputed, lambda M, i, j: M[i, j].astype(np.float64)
+        condensed, lookup, gather, sample, every_pair = _condensed_rdm, nb.rdm_lookup, ops.neural_distances, \
+            ops.sample_pairs, nb.all_pairs
+    features = kernels.feature_distances_precomputed if precomputed else kernels.feature_distances
+    if precomputed:  # the upper triangle of the (symmetric, checked) matrix that is already in memory
+        D = squareform(np.asarray(Y, dtype=np.float64), checks=False) if xp is np else \
+            Y[xp.triu(xp.ones((n, n), dtype=bool), 1)].astype(xp.float64)
+    else:
+        D = condensed(Y, distance) if small else None
 
     def rows(i, j):
-        if precomputed:
-            F = features_pre(X_enc, i, j, interactions, nan_to_num)
-            y = lookup_square(Y, i, j)
+        F = features(X_enc, i, j, interactions, nan_to_num)
+        if D is not None:
+            y = lookup(D, n, i, j)
+        elif callable(distance):
+            y = xp.asarray(distance(Y[i], Y[j]), dtype=xp.float64)
+            if y.shape != (len(i),):
+                raise ValueError(f"the distance callable must return one value per pair, shape ({len(i)},); "
+                                 f"got shape {y.shape}.")
         else:
-            F = kernels.feature_distances(X_enc, i, j, interactions, nan_to_num)
-            if D is not None:
-                y = lookup(D, n, i, j)
-            elif callable(distance):
-                y = xp.asarray(distance(Y[i], Y[j]), dtype=xp.float64)
-                if y.shape != (len(i),):
-                    raise ValueError(f"the distance callable must return one value per pair, shape ({len(i)},); "
-                                     f"got shape {y.shape}.")
-            else:
-                y = gather(Y, i, j, distance)
+            y = gather(Y, i, j, distance)
         return F, xp.nan_to_num(y, nan=nan_to_num)
     rows.rdm, rows.X, rows.xp, rows.sample_pairs, rows.all_pairs = D, X_enc, xp, sample, every_pair
     return rows
@@ -213,7 +212,7 @@ class PairwiseModel(BaseEstimator):
         rows = self._rows(X_enc, Y_arr)
         n, cols, P = X_enc.shape[0], self._column_names(), self.n_permutations
         seed, perm_seed = self._seed(), (self._seed() + 1) % 2**64
-        if rows.rdm is not None and rows.xp is np and X_enc.ndim == 2:  # the whole loop in C++
+        if rows.rdm is not None and rows.xp is np:  # the whole loop in C++
             base, permuted = ops.permutation_importance(X_enc, rows.rdm, self.weights_, self.interactions,
                                                         self.nan_to_num, size, seed, 2**32, perm_seed, P)
         else:
@@ -311,7 +310,7 @@ class MLEM(PairwiseModel):
         """
         xp, seed = rows.xp, self._seed()
         strength, regularization = self.soft_rank_strength, self.soft_rank_regularization
-        if rows.rdm is not None and self.batch_size != "all" and rows.X.ndim == 2:
+        if rows.rdm is not None and self.batch_size != "all" and (xp is np or rows.X.ndim == 2):
             fused = ops.mlem_step(rows.X, rows.rdm, self.interactions, self.nan_to_num, self.batch_size_, seed,
                                   strength, regularization)
             if xp is np:
@@ -354,10 +353,8 @@ class MLEM(PairwiseModel):
         while size < self.batch_size_max:
             stream += 1
             i, j = ops.sample_pairs(n, size * self.n_trials, seed, stream)
-            if X_enc.ndim == 3:
-                F = nb.feature_distances_precomputed(X_enc, i, j, False, self.nan_to_num)
-            else:
-                F = ops.feature_distances(X_enc, i, j, False, self.nan_to_num)
+            features = ops.feature_distances_precomputed if X_enc.ndim == 3 else ops.feature_distances
+            F = features(X_enc, i, j, False, self.nan_to_num)
             F = F.reshape(self.n_trials, size, m)
             mean = np.ones(size) @ F / size  # (trials, m); all trials' correlations at once, by BLAS
             cov = np.transpose(F, (0, 2, 1)) @ F / size - mean[:, :, None] * mean[:, None, :]

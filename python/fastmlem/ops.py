@@ -40,18 +40,40 @@ def sample_pairs(n: int, size: int, seed: int, stream: int = 0):
     return require_core().sample_pairs(int(n), int(size), int(seed) & (2**64 - 1), int(stream) & (2**64 - 1))
 
 
-@_gpu_twin
-def feature_distances(X, i, j, interactions: bool = False, nan_to_num: float = 0.0):
-    """Predictor rows (B, m) or (B, m(m+1)/2) of pairs (i, j) of encoded features X (n, m)."""
-    X = _as_f64(X, "X")
-    if X.ndim != 2:
-        raise ValueError(f"X must be (n, m); got shape {X.shape}.")
+def _features(X, name="X"):
+    """X as float64: (n, m) encoded features, or (n, n, m) per-feature distances (precomputed)."""
+    X = _as_f64(X, name)
+    if X.ndim not in (2, 3) or (X.ndim == 3 and X.shape[0] != X.shape[1]):
+        raise ValueError(f"{name} must be (n, m) encoded features or (n, n, m) per-feature distances; "
+                         f"got shape {X.shape}.")
+    return X
+
+
+def _pairs(i, j, n):
     i, j = np.ascontiguousarray(i, dtype=np.int64), np.ascontiguousarray(j, dtype=np.int64)
     if i.shape != j.shape or i.ndim != 1:
         raise ValueError("i and j must be 1-D index arrays of the same length.")
-    if i.size and (min(i.min(), j.min()) < 0 or max(i.max(), j.max()) >= X.shape[0]):
-        raise IndexError(f"pair indices must lie in [0, {X.shape[0]}).")
-    return require_core().feature_distances(X, i, j, bool(interactions), float(nan_to_num))
+    if i.size and (min(i.min(), j.min()) < 0 or max(i.max(), j.max()) >= n):
+        raise IndexError(f"pair indices must lie in [0, {n}).")
+    return i, j
+
+
+@_gpu_twin
+def feature_distances(X, i, j, interactions: bool = False, nan_to_num: float = 0.0):
+    """Predictor rows (B, m) or (B, m(m+1)/2) of pairs (i, j) of encoded features X (n, m)."""
+    X = _features(X)
+    if X.ndim != 2:
+        raise ValueError(f"X must be (n, m); got shape {X.shape} (use feature_distances_precomputed).")
+    return require_core().feature_distances(X, *_pairs(i, j, X.shape[0]), bool(interactions), float(nan_to_num))
+
+
+@_gpu_twin
+def feature_distances_precomputed(X, i, j, interactions: bool = False, nan_to_num: float = 0.0):
+    """As :func:`feature_distances` for per-feature distance matrices X (n, n, m): d = clip(X[i, j], 0, 1)."""
+    X = _features(X)
+    if X.ndim != 3:
+        raise ValueError(f"X must be (n, n, m); got shape {X.shape}.")
+    return require_core().feature_distances(X, *_pairs(i, j, X.shape[0]), bool(interactions), float(nan_to_num))
 
 
 @_gpu_twin
@@ -130,23 +152,23 @@ def mlem_step(X, D, interactions: bool, nan_to_num: float, batch_size: int, seed
               regularization: str = "l2"):
     """MLEM's training step fused in C++ (the objective of :func:`rank_loss_grad`, on a fresh batch).
 
-    X: (n, m) encoded features; D: condensed neural RDM (n(n-1)/2,) in the order of
-    ``numpy_backend.all_pairs``. Returns step(stream, w (q,), lo, hi) -> (score, grad_w (q,), lo, hi):
+    X: (n, m) encoded features or (n, n, m) per-feature distances; D: condensed neural RDM
+    (n(n-1)/2,) in the order of ``numpy_backend.all_pairs``. Returns step(stream, w (q,), lo, hi) -> (score, grad_w (q,), lo, hi):
     pairs from ``sample_pairs(n, batch_size, seed, stream)``, neural distances min-max scaled with the
     running (lo, hi) and squared, score = pearson(soft_rank(F w), soft_rank(y)).
     """
     if regularization not in ("l2", "kl"):
         raise ValueError(f"regularization must be 'l2' or 'kl'; got {regularization!r}.")
     soft_rank_strengths(np.zeros((1, 2)), strength)  # validates strength
-    X, D = _as_f64(X, "X"), _as_f64(D, "D")
+    X, D = _features(X), _as_f64(D, "D")
     n = X.shape[0]
-    if X.ndim != 2 or D.shape != (n * (n - 1) // 2,):
-        raise ValueError(f"X must be (n, m) and D the condensed RDM (n(n-1)/2,); got {X.shape} and {D.shape}.")
+    if D.shape != (n * (n - 1) // 2,):
+        raise ValueError(f"D must be the condensed RDM (n(n-1)/2,) = ({n * (n - 1) // 2},); got {D.shape}.")
     if int(batch_size) < 1:
         raise ValueError(f"batch_size must be >= 1; got {batch_size}.")
     core = require_core().MlemStep(X, D, bool(interactions), float(nan_to_num), int(batch_size), int(seed),
                                    -1.0 if strength == "auto" else float(strength), regularization == "kl")
-    q = X.shape[1] * (X.shape[1] + 1) // 2 if interactions else X.shape[1]
+    q = X.shape[-1] * (X.shape[-1] + 1) // 2 if interactions else X.shape[-1]
 
     def step(stream, w, lo, hi):
         w = _as_f64(w, "w")
@@ -206,18 +228,19 @@ def permutation_importance(X, D, w, interactions: bool, nan_to_num: float, batch
                            stream0: int, perm_seed: int, n_permutations: int):
     """MLEM's permutation importance fused in C++, OpenMP over the q * n_permutations tasks.
 
-    X: (n, m) encoded features; D: condensed neural RDM (n(n-1)/2,); w: (q,) column weights.
+    X: (n, m) encoded features or (n, n, m) per-feature distances; D: condensed neural RDM
+    (n(n-1)/2,); w: (q,) column weights.
     Task t (column t // n_permutations) draws ``sample_pairs(n, batch_size, seed, stream0 + t)``,
     permutes its column by ``numpy_backend.random_permutations(batch_size, 1, perm_seed, t)`` and
     returns the exact Spearman (average ranks) of the baseline and permuted predictions:
     (base (T,), permuted (T,)), T = q * n_permutations. Twin: the composition in
     ``PairwiseModel.score`` (rows -> numpy_backend.predict / permuted_rows -> permutation_spearman).
     """
-    X, D, w = _as_f64(X, "X"), _as_f64(D, "D"), _as_f64(w, "w")
-    n = X.shape[0]
-    q = X.shape[1] * (X.shape[1] + 1) // 2 if interactions else X.shape[1]
-    if X.ndim != 2 or D.shape != (n * (n - 1) // 2,) or w.shape != (q,):
-        raise ValueError(f"need X (n, m), D (n(n-1)/2,) and w ({q},); got {X.shape}, {D.shape}, {w.shape}.")
+    X, D, w = _features(X), _as_f64(D, "D"), _as_f64(w, "w")
+    n, m = X.shape[0], X.shape[-1]
+    q = m * (m + 1) // 2 if interactions else m
+    if D.shape != (n * (n - 1) // 2,) or w.shape != (q,):
+        raise ValueError(f"need D (n(n-1)/2,) and w ({q},); got {D.shape} and {w.shape}.")
     mask = 2**64 - 1
     return require_core().permutation_importance(X, D, w, bool(interactions), float(nan_to_num), int(batch_size),
                                                  int(seed) & mask, int(stream0) & mask, int(perm_seed) & mask,
