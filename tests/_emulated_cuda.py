@@ -61,7 +61,7 @@ def fake_cupy():
     cp = types.ModuleType("cupy")
     for name in ["float64", "float32", "float16", "int64", "int32", "uint8"]:
         setattr(cp, name, getattr(np, name))
-    for name in ["empty", "zeros", "ones", "full", "arange", "where", "concatenate", "stack", "triu_indices",
+    for name in ["empty", "zeros", "ones", "full", "arange", "where", "concatenate", "stack", "triu", "triu_indices",
                  "einsum", "isnan", "isfinite", "ascontiguousarray", "minimum", "maximum", "nan_to_num", "allclose",
                  "abs"]:
         setattr(cp, name, (lambda f: lambda *a, **k: _device(f(*a, **k)))(getattr(np, name)))

@@ -52,6 +52,17 @@ def test_mlem_on_cuda_equals_cpu(cp, params):
     pd.testing.assert_frame_equal(gpu.score()[0], cpu.score()[0], rtol=1e-9, atol=1e-12)
 
 
+def test_mlem_on_cuda_with_precomputed_distances_equals_cpu(cp):
+    X, Y = data(n=40)
+    codes = np.column_stack([(X[c] == "a").to_numpy(float) for c in X])
+    Xd, D = np.abs(codes[:, None] - codes[None]), np.sqrt(((Y[:, None] - Y[None]) ** 2).sum(-1))
+    params = dict(distance="precomputed", random_state=0, max_steps=10, batch_size=200, interactions=True)
+    cpu = MLEM(**params).fit(Xd, D)
+    gpu = MLEM(device="cuda", **params).fit(Xd, D)
+    np.testing.assert_allclose(gpu.weights_, cpu.weights_, rtol=1e-9, atol=1e-12)
+    pd.testing.assert_frame_equal(gpu.score()[0], cpu.score()[0], rtol=1e-9, atol=1e-12)
+
+
 def test_mlem_on_cuda_samples_pairs_when_the_rdm_is_too_big(cp, monkeypatch):
     import fastmlem.mlem as mlem_module
     monkeypatch.setattr(mlem_module, "_MAX_RDM_PAIRS", 10)

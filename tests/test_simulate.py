@@ -20,6 +20,18 @@ def test_dataset_follows_the_protocol():
     assert np.std(noisy["Y"] - data["embedding"]) == pytest.approx(2.0, rel=0.1)
 
 
+def test_dataset_without_embedding_is_the_noisy_ground_truth_rdm():
+    clean = sim.make_dataset(n_stimuli=30, n_features=4, noise=0.0, seed=1, embedding="none")
+    np.testing.assert_allclose(clean["Y"], clean["D"], atol=1e-12)
+    noisy = sim.make_dataset(n_stimuli=30, n_features=4, noise=0.5, seed=1, embedding="none")["Y"]
+    np.testing.assert_array_equal(noisy, noisy.T)
+    assert (np.diag(noisy) == 0).all()
+    off = np.triu_indices(30, 1)
+    assert np.std(noisy[off] - clean["D"][off]) == pytest.approx(0.5 * clean["D"][off].std(), rel=0.1)
+    with pytest.raises(ValueError, match="embedding"):
+        sim.make_dataset(n_stimuli=30, n_features=4, embedding="pca")
+
+
 def test_quadratic_form_of_exact_coefficients_is_the_ground_truth():
     rng = np.random.default_rng(0)
     W = sim.random_spd(6, rng)
@@ -45,6 +57,14 @@ def test_runner_table_and_sanity():
     assert list(wins.index) == [0.0, 3.0]
     with pytest.raises(ValueError, match="unknown method"):
         sim.run(methods=("MLEM", "RSA"), verbose=False)
+
+
+def test_runner_without_embedding_recovers_the_ground_truth():
+    """With the exact dissimilarities, classic FR-RSA (ridge on the interaction columns) is exact at sigma = 0."""
+    results = sim.run(noise_levels=(0.0,), seeds=(0,), n_stimuli=50, n_features=3, methods=("FR-RSA", "MLEM"),
+                      max_steps=300, verbose=False, embedding="none")
+    frrsa, mlem = results.set_index("method").loc[["FR-RSA", "MLEM"], "frobenius"]
+    assert frrsa < 1e-6 and mlem < 0.5
 
 
 @pytest.mark.xfail(strict=True, reason="the paper's claim does not reproduce with this protocol: FR-RSA-I "

@@ -155,9 +155,10 @@ def simulate(args):
         grid["n_features"] = args.n_features
     methods = tuple(args.methods.split(","))
     print(f"Simulation: {grid['n_stimuli']} stimuli, {grid['n_features']} binary features, noise "
-          f"{grid['noise_levels']}, seeds {grid['seeds']}, methods {methods}")
+          f"{grid['noise_levels']}, seeds {grid['seeds']}, methods {methods}, embedding {args.embedding}")
     start = time.perf_counter()
-    results = sim.run(methods=methods, max_steps=args.max_steps, verbose=not args.quiet, **grid)
+    results = sim.run(methods=methods, max_steps=args.max_steps, verbose=not args.quiet, embedding=args.embedding,
+                      **grid)
     with pd.option_context("display.width", 200, "display.max_columns", 50, "display.precision", 3):
         print(sim.summarize(results))
         if {"MLEM", "FR-RSA-I"} <= set(methods):
@@ -210,6 +211,9 @@ def build_parser():
     p.add_argument("--n-features", type=int, help="binary features (default 16)")
     p.add_argument("--methods", default="MLEM,FR-RSA-I", help="from MLEM,FR-RSA-I,FR-RSA")
     p.add_argument("--max-steps", type=int, default=1000)
+    p.add_argument("--embedding", choices=("mds", "none"), default="mds",
+                   help="mds: the paper's protocol; none: fit the noisy ground-truth dissimilarities directly "
+                        "(a control that skips the MDS step)")
     p.add_argument("--plot", metavar="FILE", help="write the figure (error and steps vs noise)")
     p.add_argument("--out", metavar="CSV", help="write one row per fit")
     p.add_argument("--quiet", action="store_true", help="no progress bars")

@@ -9,6 +9,11 @@ total variance near 1 and every sigma >= 0.5 would bury the signal in 768 dimens
 reported are the Frobenius distance between its unit-norm weight matrix and ``W_GT``, its steps
 to convergence, and the Spearman correlation on the pairs of the held-out 20 %.
 
+``embedding="none"`` is a control outside the paper: the methods get the ground-truth dissimilarities
+themselves as a precomputed neural RDM (``D + sigma * sd(D) * E``, E symmetric standard normal),
+so that what the MDS step loses (D with a dense W_GT is far from Euclidean) is separated from what
+the estimators do.
+
 Methods compared: MLEM (SPD interactions) and FR-RSA-I (``MLEM(interactions=True, spd=False)``:
 unconstrained interaction weights, same loss, optimiser and batches), optionally classic FR-RSA
 with interactions (:class:`fastmlem.FRRSA`).
@@ -29,6 +34,7 @@ from . import ops
 NOISE_LEVELS = (0.0, 1.0, 2.0, 3.0, 4.0, 5.0)
 QUICK = dict(noise_levels=(0.0, 1.0, 2.0, 3.0, 5.0), seeds=(0, 1, 2), n_stimuli=256, n_features=16)
 METHODS = ("MLEM", "FR-RSA-I", "FR-RSA")
+EMBEDDINGS = ("mds", "none")
 
 
 def random_spd(p: int, rng: np.random.Generator) -> np.ndarray:
@@ -61,42 +67,60 @@ def chance_frobenius(n_features: int, n_draws: int = 1000, seed: int = 0) -> flo
 
 
 def make_dataset(n_stimuli: int = 256, n_features: int = 16, noise: float = 0.0, n_dims: int = 768,
-                 seed: int = 0):
+                 seed: int = 0, embedding: str = "mds"):
     """One synthetic dataset of the protocol.
 
-    Returns a dict: X (n, p) DataFrame of 0/1 features ``f0..f{p-1}``, Y (n, n_dims) float64
-    representations, W (p, p) ground truth, D (n, n) ground-truth dissimilarities, embedding
-    (n, n_dims) noise-free MDS coordinates (scaled to unit mean variance per dimension). The features, W and the embedding depend only on
-    ``seed``; the noise on (seed, noise).
+    Returns a dict: X (n, p) DataFrame of 0/1 features ``f0..f{p-1}``, W (p, p) ground truth,
+    D (n, n) ground-truth dissimilarities, and Y: with ``embedding="mds"`` the representations
+    (n, n_dims) float64 = ``embedding`` (n, n_dims; noise-free MDS coordinates scaled to unit mean
+    variance per dimension) + noise; with ``embedding="none"`` the noisy dissimilarity matrix (n, n)
+    ``D + noise * sd(D) * E`` (symmetric, zero diagonal), to be fitted with distance='precomputed'.
+    The features, W and the embedding depend only on ``seed``; the noise on (seed, noise).
     """
-    from sklearn.manifold import MDS
+    if embedding not in EMBEDDINGS:
+        raise ValueError(f"embedding must be one of {EMBEDDINGS}; got {embedding!r}.")
     rng = np.random.default_rng(seed)
     X = rng.integers(0, 2, size=(n_stimuli, n_features)).astype(np.float64)
     W = random_spd(n_features, rng)
     i, j = nb.all_pairs(n_stimuli)
     d = np.abs(X[i] - X[j])
-    D = squareform(np.einsum("ka,ab,kb->k", d, W, d))
+    D_condensed = np.einsum("ka,ab,kb->k", d, W, d)
+    D = squareform(D_condensed)
+    names = [f"f{k}" for k in range(n_features)]
+    data = dict(X=pd.DataFrame(X, columns=names), W=W, D=D)
+    noise_rng = np.random.default_rng([seed, int(round(noise * 1000))])
+    if embedding == "none":
+        data["Y"] = squareform(D_condensed + noise * D_condensed.std() * noise_rng.standard_normal(len(i)))
+        return data
+    from sklearn.manifold import MDS
     with warnings.catch_warnings():  # sklearn's FutureWarnings about changing MDS defaults
         warnings.simplefilter("ignore", FutureWarning)
-        embedding = MDS(n_components=n_dims, metric=True, dissimilarity="precomputed", n_init=1,
-                        random_state=seed).fit_transform(D)
-    embedding *= np.sqrt(n_dims / np.mean(np.sum(embedding ** 2, axis=1)))
-    noise_rng = np.random.default_rng([seed, int(round(noise * 1000))])
-    Y = embedding + noise * noise_rng.standard_normal(embedding.shape)
-    names = [f"f{k}" for k in range(n_features)]
-    return dict(X=pd.DataFrame(X, columns=names), Y=Y, W=W, D=D, embedding=embedding)
+        coords = MDS(n_components=n_dims, metric=True, dissimilarity="precomputed", n_init=1,
+                     random_state=seed).fit_transform(D)
+    coords *= np.sqrt(n_dims / np.mean(np.sum(coords ** 2, axis=1)))
+    data.update(embedding=coords, Y=coords + noise * noise_rng.standard_normal(coords.shape))
+    return data
 
 
-def _model(method: str, seed: int, max_steps: int, fast_cv: bool):
+def _fit_inputs(data, idx, embedding):
+    """(X, Y, distance) of the stimuli ``idx`` as the estimators take them."""
+    if embedding == "mds":
+        return data["X"].iloc[idx], data["Y"][idx], "euclidean"
+    X = data["X"].to_numpy()[idx]
+    return np.abs(X[:, None, :] - X[None, :, :]), data["Y"][np.ix_(idx, idx)], "precomputed"
+
+
+def _model(method: str, seed: int, max_steps: int, fast_cv: bool, distance: str = "euclidean"):
     from .frrsa import FRRSA
     from .mlem import MLEM
     if method == "MLEM":
-        return MLEM(interactions=True, spd=True, max_steps=max_steps, random_state=seed)
+        return MLEM(interactions=True, spd=True, max_steps=max_steps, random_state=seed, distance=distance)
     if method == "FR-RSA-I":
-        return MLEM(interactions=True, spd=False, max_steps=max_steps, random_state=seed)
+        return MLEM(interactions=True, spd=False, max_steps=max_steps, random_state=seed, distance=distance)
     if method == "FR-RSA":
         reps = (1, 1) if fast_cv else (10, 5)
-        return FRRSA(interactions=True, n_outer_repeats=reps[0], n_inner_repeats=reps[1], random_state=seed)
+        return FRRSA(interactions=True, n_outer_repeats=reps[0], n_inner_repeats=reps[1], random_state=seed,
+                     distance=distance)
     raise ValueError(f"unknown method {method!r}; use one of {METHODS}.")
 
 
@@ -106,16 +130,16 @@ def _test_spearman(model, X_test, Y_test) -> float:
     The 0/1 features are used as they are (a feature may be constant among few held-out stimuli).
     """
     from .mlem import pair_rows
-    X_enc = X_test.to_numpy(dtype=np.float64)
-    rows = pair_rows(X_enc, Y_test, model.distance, model.interactions, model.nan_to_num)
+    X_enc = np.asarray(X_test, dtype=np.float64)
+    rows = pair_rows(X_enc, np.asarray(Y_test), model.distance, model.interactions, model.nan_to_num)
     F, y = rows(*nb.all_pairs(len(X_enc)))
     return float(ops.spearman(nb.predict(F, model.weights_), y))
 
 
 def run(noise_levels=NOISE_LEVELS, seeds=range(5), n_stimuli: int = 256, n_features: int = 16,
         n_dims: int = 768, methods=("MLEM", "FR-RSA-I"), max_steps: int = 1000, test_size: float = 0.2,
-        verbose: bool = True) -> pd.DataFrame:
-    """Run the grid noise_levels x seeds x methods.
+        verbose: bool = True, embedding: str = "mds") -> pd.DataFrame:
+    """Run the grid noise_levels x seeds x methods (``embedding``: see :func:`make_dataset`).
 
     Returns a DataFrame with one row per fit: method, noise, seed, frobenius (||W_hat - W_GT||_F,
     both unit norm), steps (steps to the best score; NaN for FR-RSA), test_spearman, seconds.
@@ -123,23 +147,26 @@ def run(noise_levels=NOISE_LEVELS, seeds=range(5), n_stimuli: int = 256, n_featu
     from sklearn.model_selection import train_test_split
     for method in methods:
         _model(method, 0, 1, True)  # unknown names fail before any work
+    if embedding not in EMBEDDINGS:
+        raise ValueError(f"embedding must be one of {EMBEDDINGS}; got {embedding!r}.")
     rows = []
     grid = [(s, z, meth) for s in seeds for z in noise_levels for meth in methods]
     for seed, noise, method in tqdm(grid, desc="Simulation", disable=not verbose):
-        data = make_dataset(n_stimuli, n_features, noise, n_dims, seed)
+        data = make_dataset(n_stimuli, n_features, noise, n_dims, seed, embedding)
         train, test = train_test_split(np.arange(n_stimuli), test_size=test_size, random_state=seed)
-        X, Y = data["X"], data["Y"]
-        model = _model(method, seed, max_steps, fast_cv=True)
+        X, Y, distance = _fit_inputs(data, train, embedding)
+        model = _model(method, seed, max_steps, fast_cv=True, distance=distance)
         start = time.perf_counter()
         with warnings.catch_warnings():  # correlated-feature / baseline-variance warnings are expected here
             warnings.simplefilter("ignore", UserWarning)
-            model.fit(X.iloc[train], Y[train])
+            model.fit(X, Y, feature_names=list(data["X"].columns))
         seconds = time.perf_counter() - start
         W_hat = quadratic_form(model.weights_, n_features)
         steps = int(np.argmax(model.history_)) + 1 if hasattr(model, "history_") else np.nan
         rows.append(dict(method=method, noise=noise, seed=seed,
                          frobenius=float(np.linalg.norm(W_hat - data["W"])), steps=steps,
-                         test_spearman=_test_spearman(model, X.iloc[test], Y[test]), seconds=seconds))
+                         test_spearman=_test_spearman(model, *_fit_inputs(data, test, embedding)[:2]),
+                         seconds=seconds))
     return pd.DataFrame(rows)
 
 
