@@ -13,7 +13,10 @@ using dArr = py::array_t<double, py::array::c_style | py::array::forcecast>;
 using iArr = py::array_t<int64_t, py::array::c_style | py::array::forcecast>;
 
 // Features X: (n, m) encoded, or (n, n, m) per-feature distance matrices (precomputed).
-static bool precomputed(const dArr& X) { return X.ndim() == 3; }
+static bool precomputed(const dArr& X) {
+  if (X.ndim() == 3 && X.shape(0) != X.shape(1)) throw py::value_error("per-feature distances must be (n, n, m)");
+  return X.ndim() == 3;
+}
 static int64_t n_columns(const dArr& X) { return X.shape(X.ndim() - 1); }
 
 PYBIND11_MODULE(_core, mod) {

@@ -47,3 +47,8 @@ def test_simulate_small_grid(tmp_path):
     assert out.returncode == 0, out.stderr
     assert "MLEM vs FR-RSA-I" in out.stdout
     assert len(pd.read_csv(tmp_path / "sim.csv")) == 4
+    control = run("simulate", "--noise", "0", "--seeds", "1", "--n-stimuli", "30", "--n-features", "3",
+                  "--max-steps", "50", "--quiet", "--embedding", "none", "--out", "none.csv", cwd=tmp_path)
+    assert control.returncode == 0, control.stderr
+    assert "embedding none" in control.stdout and len(pd.read_csv(tmp_path / "none.csv")) == 2
+    assert run("simulate", "--embedding", "pca", cwd=tmp_path).returncode == 2

@@ -121,8 +121,20 @@ def test_bad_params_and_unfitted():
         MLEM(distance="chebyshev").fit(X, Y)
     with pytest.raises(RuntimeError, match="fit"):
         MLEM().score()
+    rng = np.random.default_rng(0)
+    Xd = np.abs(rng.normal(size=(30, 1, 2)) - rng.normal(size=(1, 30, 2)))
+    Xd[np.arange(30), np.arange(30)] = 0.0
+    asymmetric = rng.random((30, 30))
+    np.fill_diagonal(asymmetric, 0.0)
     with pytest.raises(ValueError, match="symmetric"):
-        MLEM(distance="precomputed").fit(np.random.rand(30, 30, 2), np.random.rand(30, 30))
+        MLEM(distance="precomputed").fit(Xd, asymmetric)
+    D = (asymmetric + asymmetric.T) / 2
+    with pytest.raises(ValueError, match="zero diagonal.*1 - S"):  # a similarity matrix
+        MLEM(distance="precomputed").fit(Xd, 1.0 - D)
+    with pytest.raises(ValueError, match="X\\[:, :, k\\] must have a zero diagonal"):
+        MLEM(distance="precomputed").fit(Xd + 0.5, D)
+    with pytest.raises(ValueError, match="all 0"):
+        MLEM(distance="precomputed").fit(Xd, np.zeros((30, 30)))
 
 
 def test_batch_size_all_uses_every_pair_once():

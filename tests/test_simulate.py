@@ -67,12 +67,16 @@ def test_runner_without_embedding_recovers_the_ground_truth():
     assert frrsa < 1e-6 and mlem < 0.5
 
 
-def test_paper_claim_holds_when_the_methods_see_the_exact_dissimilarities():
-    """Without the MDS step (embedding='none'), the SPD metric recovers W_GT better than the free one."""
-    results = sim.run(noise_levels=(0.0, 5.0), seeds=(0, 1, 2), n_stimuli=128, n_features=8, max_steps=1000,
+def test_without_the_mds_step_mlem_recovers_w_gt_better_and_more_reliably():
+    """With the exact dissimilarities (embedding='none'), a snapshot over 5 seeds: MLEM's SPD metric has
+    a lower mean error than FR-RSA-I at sigma 0 and 5, a smaller seed-to-seed spread (FR-RSA-I's error
+    is bimodal: some seeds ~0.35, others > 1), and needs fewer steps."""
+    results = sim.run(noise_levels=(0.0, 5.0), seeds=range(5), n_stimuli=128, n_features=8, max_steps=1000,
                       verbose=False, embedding="none")
     wins = sim.mlem_wins(results)
     assert wins["lower error"].all() and wins["fewer steps"].all()
+    spread = results[results.noise == 0].groupby("method").frobenius.std()
+    assert spread["MLEM"] < spread["FR-RSA-I"] / 2
 
 
 @pytest.mark.xfail(strict=True, reason="the paper's claim does not reproduce with this protocol: FR-RSA-I "

@@ -464,7 +464,7 @@ def mlem_step(X, D, interactions: bool, nan_to_num: float, batch_size: int, seed
               regularization: str = "l2"):
     """GPU twin of :func:`fastmlem.ops.mlem_step`: MLEM's training step on a fresh batch, fused.
 
-    X: (n, m) encoded features; D: condensed neural RDM (n(n-1)/2,) (e.g. from
+    X: (n, m) encoded features or (n, n, m) per-feature distances; D: condensed neural RDM (n(n-1)/2,) (e.g. from
     :func:`condensed_rdm`). Returns step(stream, w (q,), lo, hi) -> (score, grad_w (q,), lo, hi):
     pairs from ``sample_pairs(n, batch_size, seed, stream)``, neural distances looked up in D (NaN ->
     nan_to_num), min-max scaled with the running (lo, hi) and squared, score =
@@ -475,11 +475,9 @@ def mlem_step(X, D, interactions: bool, nan_to_num: float, batch_size: int, seed
     if regularization not in ("l2", "kl"):
         raise ValueError(f"regularization must be 'l2' or 'kl'; got {regularization!r}.")
     soft_rank_strengths(cp.zeros((1, 2)), strength)  # validates strength
-    X, D = _f64(cp, X, "X"), _f64(cp, D, "D")
-    n = X.shape[0]
-    if X.ndim != 2 or D.shape != (n * (n - 1) // 2,):
-        raise ValueError(f"X must be (n, m) and D the condensed RDM (n(n-1)/2,); got {X.shape} and {D.shape}.")
-    m, B = X.shape[1], int(batch_size)
+    (X, n, m, pre), D, B = _features(cp, X), _f64(cp, D, "D"), int(batch_size)
+    if D.shape != (n * (n - 1) // 2,):
+        raise ValueError(f"D must be the condensed RDM (n(n-1)/2,) = ({n * (n - 1) // 2},); got {D.shape}.")
 
     def step(stream, w, lo, hi):
         i, j, pred = sample_predict(X, w, B, seed, stream, interactions, nan_to_num)
@@ -490,11 +488,11 @@ def mlem_step(X, D, interactions: bool, nan_to_num: float, batch_size: int, seed
         y = ((y - lo) / (hi - lo + 1e-8)) ** 2
         score, g_pred = _rank_loss(cp, cu, pred, y, strength, regularization)
         if not cu.fused_supported(m, bool(interactions)):
-            return score, _feature_rows(cp, cu, X, n, m, False, i, j, interactions, nan_to_num).T @ g_pred, lo, hi
+            return score, _feature_rows(cp, cu, X, n, m, pre, i, j, interactions, nan_to_num).T @ g_pred, lo, hi
         grad = cp.empty(_q(m, interactions), cp.float64)
         nbytes = cu.features_vjp_workspace(m, bool(interactions), B)
         work = _work(cp, nbytes)
-        cu.features_vjp(X.data.ptr, n, m, False, bool(interactions), float(nan_to_num), i.data.ptr, j.data.ptr, B,
+        cu.features_vjp(X.data.ptr, n, m, pre, bool(interactions), float(nan_to_num), i.data.ptr, j.data.ptr, B,
                         g_pred.data.ptr, grad.data.ptr, work.data.ptr, nbytes, _stream(cp))
         return score, grad, lo, hi
     return step

@@ -105,6 +105,9 @@ def encode_features(X, feature_names=None, *, precomputed: bool = False, encodin
         if X_enc.shape[0] == 0 or X_enc.shape[-1] == 0:
             raise ValueError(f"X is empty (shape {X_enc.shape}).")
         _check_finite_or_nan(X_enc, "X (features)")
+        if precomputed and np.nan_to_num(np.diagonal(X_enc, axis1=0, axis2=1)).any():
+            raise ValueError("with distance='precomputed', each per-feature distance matrix X[:, :, k] must "
+                             "have a zero diagonal (a stimulus does not differ from itself).")
         m = X_enc.shape[-1]
         names = [f"feature_{k}" for k in range(m)] if feature_names is None else [str(f) for f in feature_names]
     if len(names) != X_enc.shape[-1]:
@@ -178,9 +181,15 @@ def prepare_representations(Y, n: int, *, precomputed: bool = False, allow_gpu: 
     if precomputed:
         if Y.shape != (n, n):
             raise ValueError(f"with distance='precomputed', Y must be an (n, n) distance matrix; got {Y.shape}.")
-        if not bool((Y != 0).any()):
+        scale = float(xp.abs(Y).max())
+        if float(xp.abs(Y.diagonal()).max()) > 1e-6 * scale:
+            raise ValueError("with distance='precomputed', Y must be a distance matrix with a zero diagonal "
+                             f"(each stimulus is at distance 0 from itself); its diagonal reaches "
+                             f"{float(xp.abs(Y.diagonal()).max()):.3g}. For a similarity matrix S, pass a "
+                             "dissimilarity such as 1 - S.")
+        if scale == 0:
             raise ValueError("the precomputed neural distances are all 0: there is nothing to explain.")
-        if not bool(xp.allclose(Y, Y.T, rtol=1e-5, atol=1e-8 * max(1.0, float(xp.abs(Y).max())))):
+        if not bool(xp.allclose(Y, Y.T, rtol=1e-5, atol=1e-8 * max(1.0, scale))):
             raise ValueError("with distance='precomputed', Y must be a symmetric distance matrix; "
                              "symmetrise it, e.g. (Y + Y.T) / 2.")
         return xp.ascontiguousarray(Y)

@@ -64,6 +64,7 @@ def pair_rows(X_enc, Y, distance, interactions, nan_to_num, gpu=False):
     ``rows.all_pairs`` (on the device).
     """
     n = X_enc.shape[0]
+    X_enc = np.ascontiguousarray(X_enc, dtype=np.float64)  # (host array) converted once, not in every kernel call
     precomputed = distance == "precomputed"
     small = not callable(distance) and n * (n - 1) // 2 <= _MAX_RDM_PAIRS
     if gpu:
@@ -78,7 +79,7 @@ def pair_rows(X_enc, Y, distance, interactions, nan_to_num, gpu=False):
             ops.sample_pairs, nb.all_pairs
     features = kernels.feature_distances_precomputed if precomputed else kernels.feature_distances
     if precomputed:  # the upper triangle of the (symmetric, checked) matrix that is already in memory
-        D = squareform(np.asarray(Y, dtype=np.float64), checks=False) if xp is np else \
+        D = squareform(Y, checks=False).astype(np.float64) if xp is np else \
             Y[xp.triu(xp.ones((n, n), dtype=bool), 1)].astype(xp.float64)
     else:
         D = condensed(Y, distance) if small else None
@@ -310,7 +311,7 @@ class MLEM(PairwiseModel):
         """
         xp, seed = rows.xp, self._seed()
         strength, regularization = self.soft_rank_strength, self.soft_rank_regularization
-        if rows.rdm is not None and self.batch_size != "all" and (xp is np or rows.X.ndim == 2):
+        if rows.rdm is not None and self.batch_size != "all":
             fused = ops.mlem_step(rows.X, rows.rdm, self.interactions, self.nan_to_num, self.batch_size_, seed,
                                   strength, regularization)
             if xp is np:
