@@ -81,17 +81,7 @@ double pearson_row(const double* a, const double* b, int64_t B) {
 }
 
 void spearman(const double* x, const double* y, int64_t T, int64_t B, double* out) {
-#pragma omp parallel if (T > 1)
-  {
-    RankBuffers idx;
-    std::vector<double> rx(B), ry(B);
-#pragma omp for schedule(dynamic)
-    for (int64_t t = 0; t < T; ++t) {
-      rank_row(x + t * B, B, rx.data(), idx);
-      rank_row(y + t * B, B, ry.data(), idx);
-      out[t] = pearson_row(rx.data(), ry.data(), B);
-    }
-  }
+  permutation_spearman(x, nullptr, y, 0, T, B, out, nullptr);  // no permuted predictions
 }
 
 void permutation_spearman(const double* pred, const double* permuted, const double* y, int64_t K, int64_t T,

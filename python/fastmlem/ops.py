@@ -58,22 +58,24 @@ def _pairs(i, j, n):
     return i, j
 
 
+def _feature_rows(X, i, j, interactions, nan_to_num, precomputed):
+    X = _features(X)
+    if (X.ndim == 3) != precomputed:
+        raise ValueError(f"X must be (n, n, m); got shape {X.shape}." if precomputed else
+                         f"X must be (n, m); got shape {X.shape} (use feature_distances_precomputed).")
+    return require_core().feature_distances(X, *_pairs(i, j, X.shape[0]), bool(interactions), float(nan_to_num))
+
+
 @_gpu_twin
 def feature_distances(X, i, j, interactions: bool = False, nan_to_num: float = 0.0):
     """Predictor rows (B, m) or (B, m(m+1)/2) of pairs (i, j) of encoded features X (n, m)."""
-    X = _features(X)
-    if X.ndim != 2:
-        raise ValueError(f"X must be (n, m); got shape {X.shape} (use feature_distances_precomputed).")
-    return require_core().feature_distances(X, *_pairs(i, j, X.shape[0]), bool(interactions), float(nan_to_num))
+    return _feature_rows(X, i, j, interactions, nan_to_num, precomputed=False)
 
 
 @_gpu_twin
 def feature_distances_precomputed(X, i, j, interactions: bool = False, nan_to_num: float = 0.0):
     """As :func:`feature_distances` for per-feature distance matrices X (n, n, m): d = clip(X[i, j], 0, 1)."""
-    X = _features(X)
-    if X.ndim != 3:
-        raise ValueError(f"X must be (n, n, m); got shape {X.shape}.")
-    return require_core().feature_distances(X, *_pairs(i, j, X.shape[0]), bool(interactions), float(nan_to_num))
+    return _feature_rows(X, i, j, interactions, nan_to_num, precomputed=True)
 
 
 @_gpu_twin
