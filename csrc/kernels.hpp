@@ -24,7 +24,7 @@ void rank_average(const double* x, int64_t T, int64_t B, double* out);
 // One row of the above, with sort buffers the caller keeps between calls; Pearson of two rows.
 struct RankBuffers {
   std::vector<int64_t> idx, itmp;
-  std::vector<uint64_t> keys, ktmp;
+  std::vector<uint32_t> keys, ktmp;
 };
 void rank_row(const double* x, int64_t B, double* out, RankBuffers& buffers);
 double pearson_row(const double* a, const double* b, int64_t B);

@@ -181,6 +181,26 @@ def test_soft_rank_single_long_vector_and_n3():
         ops.soft_rank(np.ones(3), 1.0, "l1")
 
 
+def test_sorts_exact_where_float_keys_collide():
+    """The radix sorts on float keys, then orders runs of equal float keys by the doubles: values that
+    differ only below float precision, beyond float range or in the subnormals must still rank exactly."""
+    rng = np.random.default_rng(11)
+    close = 1.0 + rng.permutation(300) * 1e-13          # one float key, 300 distinct doubles
+    ties = np.repeat(1.0 + np.arange(3) * 1e-12, 40)     # exact ties inside a float collision
+    far = np.array([3e38, 3.5e38, 1e39, 1e300, -1e39, -3.5e38, 1e-40, 2e-40, -1e-45, 1e-320, 2e-320])
+    x = rng.permutation(np.concatenate([close, ties, far, rng.normal(size=200)]))
+    np.testing.assert_array_equal(ops.rank_average(x), rankdata(x))
+    np.testing.assert_array_equal(ops.rank_average(-x), rankdata(-x))
+    assert ops.spearman(x, np.arange(x.size, dtype=float)) == pytest.approx(spearmanr(x, np.arange(x.size))[0],
+                                                                              abs=1e-14)
+    scaled = (x - x.min()) / np.ptp(x) * 1e4  # soft rank (sorts descending): same as the twin
+    r, state = ops.soft_rank(scaled, 1e-3)
+    want, want_state = nb.soft_rank(scaled, 1e-3)
+    np.testing.assert_allclose(r, want, atol=1e-9)
+    g = rng.normal(size=x.size)
+    np.testing.assert_allclose(ops.soft_rank_vjp(state, g), nb.soft_rank_vjp(want_state, g), atol=1e-9)
+
+
 def test_rank_average_signed_zero_negative_and_huge_values():
     x = np.array([0.0, -0.0, -1e300, 1e300, -np.inf, np.inf, 2.5, -2.5, 0.0, 5e-324])
     np.testing.assert_array_equal(ops.rank_average(x), rankdata(x))

@@ -16,7 +16,7 @@ void permutation_importance(const double* X, int64_t n, int64_t m, bool precompu
   {
     RankBuffers buffers;
     std::vector<int64_t> i(B), j(B), order, itmp;
-    std::vector<uint64_t> keys, ktmp;
+    std::vector<uint32_t> keys, ktmp;
     std::vector<double> F(B * q), y(B), pred(B), moved(B), rank_y(B), rank_x(B), perm_keys(B);
 #pragma omp for schedule(dynamic)
     for (int64_t t = 0; t < n_tasks; ++t) {

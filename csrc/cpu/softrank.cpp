@@ -18,7 +18,7 @@ static void soft_rank_row(const double* x, double eps, int64_t B, bool kl, doubl
                           int64_t* perm, int64_t* block_start, std::vector<double>& s,
                           std::vector<double>& v, std::vector<double>& s1, std::vector<double>& s2,
                           std::vector<int64_t>& start, std::vector<int64_t>& order,
-                          std::vector<uint64_t>& keys, std::vector<uint64_t>& ktmp,
+                          std::vector<uint32_t>& keys, std::vector<uint32_t>& ktmp,
                           std::vector<int64_t>& itmp) {
   if (!kl && B > 0) {
     // Exact shortcut: when the scaled range is <= 1, every consecutive pair of sorted values
@@ -73,7 +73,7 @@ void soft_rank(const double* x, const double* eps, int64_t T, int64_t B, bool kl
     // per-thread scratch kept between calls: the training loop ranks same-sized batches every step
     static thread_local std::vector<double> s, v, s1, s2;
     static thread_local std::vector<int64_t> start, order, itmp;
-    static thread_local std::vector<uint64_t> keys, ktmp;
+    static thread_local std::vector<uint32_t> keys, ktmp;
 #pragma omp for schedule(dynamic)
     for (int64_t t = 0; t < T; ++t)
       soft_rank_row(x + t * B, eps[t], B, kl, ranks + t * B, perm + t * B, block_start + t * B, s, v,
