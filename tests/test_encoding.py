@@ -54,3 +54,12 @@ def test_representations():
         prepare_representations(np.array([[np.nan], [0.0], [1.0]]), 3)
     with pytest.raises(ValueError, match="symmetric"):
         prepare_representations(np.array([[0, 1, 2], [0, 0, 1], [2, 1, 0.0]]), 3, precomputed=True)
+
+
+def test_array_features_come_back_as_contiguous_float64():
+    X = np.asfortranarray(np.random.default_rng(0).integers(0, 2, (6, 3)).astype(np.float32))
+    X_enc, _ = encode_features(X)
+    assert X_enc.dtype == np.float64 and X_enc.flags.c_contiguous
+    np.testing.assert_array_equal(X_enc, X)
+    Xd = np.abs(X[:, None] - X[None]).astype(np.float32)
+    assert encode_features(Xd, precomputed=True)[0].dtype == np.float64

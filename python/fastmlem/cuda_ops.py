@@ -464,8 +464,8 @@ def mlem_step(X, D, interactions: bool, nan_to_num: float, batch_size: int, seed
               regularization: str = "l2"):
     """GPU twin of :func:`fastmlem.ops.mlem_step`: MLEM's training step on a fresh batch, fused.
 
-    X: (n, m) encoded features or (n, n, m) per-feature distances; D: condensed neural RDM (n(n-1)/2,) (e.g. from
-    :func:`condensed_rdm`). Returns step(stream, w (q,), lo, hi) -> (score, grad_w (q,), lo, hi):
+    X: (n, m) encoded features or (n, n, m) per-feature distances; D: condensed neural RDM
+    (n(n-1)/2,) (e.g. from :func:`condensed_rdm`). Returns step(stream, w (q,), lo, hi) -> (score, grad_w (q,), lo, hi):
     pairs from ``sample_pairs(n, batch_size, seed, stream)``, neural distances looked up in D (NaN ->
     nan_to_num), min-max scaled with the running (lo, hi) and squared, score =
     pearson(soft_rank(F w), soft_rank(y)) and grad_w = d score / d w. F is never stored, and nothing

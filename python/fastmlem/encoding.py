@@ -89,7 +89,7 @@ def encode_features(X, feature_names=None, *, precomputed: bool = False, encodin
                 cols.append(codes.astype(np.float64))
         X_enc = np.column_stack(cols)
     else:
-        X_enc = _as_float_array(X, "X (features)")
+        X_enc = np.ascontiguousarray(_as_float_array(X, "X (features)"), dtype=np.float64)
         if precomputed:
             if X_enc.ndim == 2 and X_enc.shape[0] == X_enc.shape[1]:
                 X_enc = X_enc[:, :, None]

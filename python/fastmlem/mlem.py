@@ -64,7 +64,6 @@ def pair_rows(X_enc, Y, distance, interactions, nan_to_num, gpu=False):
     ``rows.all_pairs`` (on the device).
     """
     n = X_enc.shape[0]
-    X_enc = np.ascontiguousarray(X_enc, dtype=np.float64)  # (host array) converted once, not in every kernel call
     precomputed = distance == "precomputed"
     small = not callable(distance) and n * (n - 1) // 2 <= _MAX_RDM_PAIRS
     if gpu:
@@ -351,10 +350,10 @@ class MLEM(PairwiseModel):
         seed, stream = self._seed(), 10**9
         a, b = np.triu_indices(m, 1)
         size = int(self.batch_size_min)
+        features = ops.feature_distances_precomputed if X_enc.ndim == 3 else ops.feature_distances
         while size < self.batch_size_max:
             stream += 1
             i, j = ops.sample_pairs(n, size * self.n_trials, seed, stream)
-            features = ops.feature_distances_precomputed if X_enc.ndim == 3 else ops.feature_distances
             F = features(X_enc, i, j, False, self.nan_to_num)
             F = F.reshape(self.n_trials, size, m)
             mean = np.ones(size) @ F / size  # (trials, m); all trials' correlations at once, by BLAS

@@ -155,8 +155,8 @@ def mlem_step(X, D, interactions: bool, nan_to_num: float, batch_size: int, seed
     """MLEM's training step fused in C++ (the objective of :func:`rank_loss_grad`, on a fresh batch).
 
     X: (n, m) encoded features or (n, n, m) per-feature distances; D: condensed neural RDM
-    (n(n-1)/2,) in the order of ``numpy_backend.all_pairs``. Returns step(stream, w (q,), lo, hi) -> (score, grad_w (q,), lo, hi):
-    pairs from ``sample_pairs(n, batch_size, seed, stream)``, neural distances min-max scaled with the
+    (n(n-1)/2,) in the order of ``numpy_backend.all_pairs``. Returns
+    step(stream, w (q,), lo, hi) -> (score, grad_w (q,), lo, hi): pairs from ``sample_pairs(n, batch_size, seed, stream)``, neural distances min-max scaled with the
     running (lo, hi) and squared, score = pearson(soft_rank(F w), soft_rank(y)).
     """
     if regularization not in ("l2", "kl"):
