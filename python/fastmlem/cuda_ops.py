@@ -17,7 +17,7 @@ arrays here: call ``float()`` on them when the host needs the value.
 from __future__ import annotations
 
 from ._backend import require_cuda
-from .numpy_backend import soft_rank_strengths  # numpy or cupy in, same out
+from ._shared import soft_rank_strengths  # numpy or cupy in, same out
 
 _MASK64 = 2**64 - 1
 

@@ -17,6 +17,7 @@ from sklearn.base import BaseEstimator
 from tqdm.auto import tqdm
 
 from . import numpy_backend as nb
+from . import _shared
 from . import ops
 from ._backend import require_cuda, to_numpy
 from .encoding import check_positive_int, encode_features, interaction_names, prepare_representations
@@ -176,7 +177,7 @@ class PairwiseModel(BaseEstimator):
             preds, moved, ys = [], [], []
             for t in range(start, min(start + chunk, q * P)):
                 F, y = rows(*rows.sample_pairs(n, size, seed, 2**32 + t))
-                perm = xp.asarray(nb.random_permutations(size, 1, perm_seed, t)[0])
+                perm = xp.asarray(_shared.random_permutations(size, 1, perm_seed, t)[0])
                 preds.append(nb.predict(F, w))
                 moved.append(nb.predict(nb.permuted_rows(F, t // P, perm), w))
                 ys.append(y)
@@ -400,8 +401,8 @@ class MLEM(PairwiseModel):
         history = []
         bar = tqdm(range(self.max_steps), desc=f"Fitting MLEM (batch {self.batch_size_})", disable=not self.verbose)
         for step in bar:
-            score, grad_w, lo, hi = train_step(step, nb.weights(params, m, kind), lo, hi)
-            grad = nb.weights_vjp(params, m, kind, grad_w)
+            score, grad_w, lo, hi = train_step(step, _shared.weights(params, m, kind), lo, hi)
+            grad = _shared.weights_vjp(params, m, kind, grad_w)
             history.append(score)
             if score > best:
                 best, best_params, since_best = score, params.copy(), 0  # a copy: the truly best weights
@@ -417,7 +418,7 @@ class MLEM(PairwiseModel):
             params = params - self.lr * (mom / (1 - 0.9 ** t)) / (np.sqrt(vel / (1 - 0.999 ** t)) + 1e-8)
             bar.set_postfix(score=f"{best:.4f}")
         self.params_ = best_params
-        self.weights_ = nb.weights(best_params, m, kind)
+        self.weights_ = _shared.weights(best_params, m, kind)
         self.best_score_ = float(best)
         self.n_steps_ = len(history)
         self.history_ = np.array(history)

@@ -10,33 +10,14 @@ import numpy as np
 from scipy.spatial.distance import cdist, pdist
 from scipy.stats import rankdata
 
+from ._shared import (pearson_grad, random_bits, random_permutations, sigmoid, soft_rank_strengths,  # noqa: F401
+                      softplus, splitmix64, stream_key, weights, weights_vjp)
+
 _U64 = np.uint64
 _MASK32 = _U64(0xFFFFFFFF)
 
 
 # ---------------------------------------------------------------- random numbers and pairs ---
-def splitmix64(x: np.ndarray) -> np.ndarray:
-    """SplitMix64 finaliser of uint64 array x (wrapping arithmetic)."""
-    with np.errstate(over="ignore"):
-        z = x + _U64(0x9E3779B97F4A7C15)
-        z = (z ^ (z >> _U64(30))) * _U64(0xBF58476D1CE4E5B9)
-        z = (z ^ (z >> _U64(27))) * _U64(0x94D049BB133111EB)
-        return z ^ (z >> _U64(31))
-
-
-def stream_key(seed: int, stream: int) -> np.uint64:
-    """Key of one random stream: every (seed, stream) gives an independent counter sequence."""
-    s = splitmix64(np.array([seed & 0xFFFFFFFFFFFFFFFF], dtype=_U64))
-    with np.errstate(over="ignore"):
-        return splitmix64(s ^ np.array([stream & 0xFFFFFFFFFFFFFFFF], dtype=_U64) * _U64(0xD1B54A32D192ED03))[0]
-
-
-def random_bits(seed: int, stream: int, size: int) -> np.ndarray:
-    """uint64 (size,): counter-based random numbers, bits[k] = splitmix64(key(seed, stream) + k)."""
-    with np.errstate(over="ignore"):
-        return splitmix64(stream_key(seed, stream) + np.arange(size, dtype=_U64))
-
-
 def sample_pairs(n: int, size: int, seed: int, stream: int = 0):
     """Pairs (i, j) drawn uniformly with replacement from [0, n)^2 (i == j allowed, as in MLEM).
 
@@ -47,13 +28,6 @@ def sample_pairs(n: int, size: int, seed: int, stream: int = 0):
     i = ((h >> _U64(32)) * _U64(n)) >> _U64(32)
     j = ((h & _MASK32) * _U64(n)) >> _U64(32)
     return i.astype(np.int64), j.astype(np.int64)
-
-
-def random_permutations(size: int, count: int, seed: int, stream: int = 0) -> np.ndarray:
-    """int64 (count, size): row r permutes range(size) by the stable argsort of the 53-bit keys
-    random_bits(seed, stream + r, size) >> 11 (exact as doubles, so the C++ radix sort agrees)."""
-    keys = np.stack([random_bits(seed, stream + r, size) >> _U64(11) for r in range(count)]).reshape(count, size)
-    return np.argsort(keys.astype(np.float64), axis=1, kind="stable")
 
 
 def all_pairs(n: int):
@@ -123,64 +97,6 @@ def rdm_lookup(D: np.ndarray, n: int, i: np.ndarray, j: np.ndarray) -> np.ndarra
     return np.where(lo == hi, 0.0, D[np.where(lo == hi, 0, k)])
 
 
-# -------------------------------------------------------------------------- parametrisations ---
-def softplus(x):
-    return np.logaddexp(0.0, x)
-
-
-def sigmoid(x):
-    return 0.5 * (1.0 + np.tanh(0.5 * x))
-
-
-def weights(params: np.ndarray, m: int, kind: str) -> np.ndarray:
-    """Weights of the predictor columns from raw parameters.
-
-    kind 'diag': w = softplus(v) / ||softplus(v)||_2 (m,).
-    kind 'spd' : W = L L^T / ||L L^T||_F with L lower-triangular from params (row-major tril),
-                 softplus on its diagonal; returns the lower triangle of W (m(m+1)/2,).
-    kind 'free': w = params / ||params||_2 (unconstrained; FR-RSA-I when over interaction columns).
-    """
-    if kind == "diag":
-        u = softplus(params)
-        return u / np.linalg.norm(u)
-    if kind == "free":  # one column: its sign is not identifiable from a unit vector, use +1
-        return np.ones(1) if params.size == 1 else params / np.linalg.norm(params)
-    if kind == "spd":
-        a, b = np.tril_indices(m)
-        L = np.zeros((m, m))
-        L[a, b] = params
-        L[np.diag_indices(m)] = softplus(np.diag(L))
-        W = L @ L.T
-        return (W / np.linalg.norm(W))[a, b]
-    raise ValueError(kind)
-
-
-def weights_vjp(params: np.ndarray, m: int, kind: str, grad_w: np.ndarray) -> np.ndarray:
-    """Gradient w.r.t. params of <grad_w, weights(params)> (analytic)."""
-    if kind == "free" and params.size == 1:
-        return np.zeros(1)
-    if kind in ("diag", "free"):
-        u = softplus(params) if kind == "diag" else params
-        nrm = np.linalg.norm(u)
-        w = u / nrm
-        g = (grad_w - w * (w @ grad_w)) / nrm
-        return g * sigmoid(params) if kind == "diag" else g
-    a, b = np.tril_indices(m)
-    L = np.zeros((m, m))
-    L[a, b] = params
-    raw_diag = np.diag(L).copy()
-    L[np.diag_indices(m)] = softplus(raw_diag)
-    M = L @ L.T
-    nrm = np.linalg.norm(M)
-    W = M / nrm
-    G = np.zeros((m, m))
-    G[a, b] = grad_w
-    gM = (G - W * np.sum(G * W)) / nrm
-    gL = np.tril((gM + gM.T) @ L)
-    gL[np.diag_indices(m)] *= sigmoid(raw_diag)
-    return gL[a, b]
-
-
 # --------------------------------------------------------------------------------- soft rank ---
 def _pav_decreasing(y: np.ndarray, w: np.ndarray, regularization: str):
     """Isotonic regression onto non-increasing sequences by Pool-Adjacent-Violators.
@@ -211,22 +127,6 @@ def _pav_decreasing(y: np.ndarray, w: np.ndarray, regularization: str):
     for b in range(len(starts)):
         v[bounds[b]:bounds[b + 1]] = vals[b]
     return v, np.array(bounds)
-
-
-def soft_rank_strengths(x, strength):
-    """Per-row regularisation strength (T,) for x (T, B): a positive number, or 'auto' =
-    range / B, under which the soft rank tracks the hard rank (1.0 for a constant row).
-    numpy in -> numpy out, cupy in -> cupy out."""
-    from ._backend import get_array_module
-    xp = get_array_module(x)
-    if isinstance(strength, str):
-        if strength != "auto":
-            raise ValueError(f"strength must be a positive number or 'auto'; got {strength!r}.")
-        span = x.max(1) - x.min(1)
-        return xp.where(span > 0, span / x.shape[1], 1.0)
-    if not strength > 0:
-        raise ValueError(f"strength must be positive; got {strength!r}.")
-    return xp.full(x.shape[0], float(strength))
 
 
 def soft_rank(x: np.ndarray, strength: float = 1.0, regularization: str = "l2"):
@@ -278,16 +178,6 @@ def pearson(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     den = np.sqrt((xc * xc).sum(-1) * (yc * yc).sum(-1))
     num = (xc * yc).sum(-1)
     return np.divide(num, den, out=np.zeros_like(num, dtype=np.float64), where=den > 0)
-
-
-def pearson_grad(x: np.ndarray, y: np.ndarray):
-    """(r, dr/dx) for vectors x, y (B,)."""
-    xc, yc = x - x.mean(), y - y.mean()
-    nx, ny = np.linalg.norm(xc), np.linalg.norm(yc)
-    if nx == 0 or ny == 0:
-        return 0.0, np.zeros_like(x)
-    r = xc @ yc / (nx * ny)
-    return r, yc / (nx * ny) - r * xc / nx ** 2
 
 
 def rank_average(x: np.ndarray) -> np.ndarray:

@@ -11,7 +11,7 @@ import functools
 import numpy as np
 
 from ._backend import is_cupy, require_core
-from .numpy_backend import pearson_grad, soft_rank_strengths
+from ._shared import pearson_grad, soft_rank_strengths
 
 
 def _gpu_twin(fn):
