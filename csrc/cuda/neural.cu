@@ -80,7 +80,7 @@ __global__ void neural_kernel(const T* __restrict__ Y, int64_t p, const int64_t*
         result = 1.0 - (den > 0 ? ab / den : 0.0);
       }
     }
-    if (lane == 0) out[k] = result;
+    if (lane == 0) out[k] = I[k] == J[k] ? 0.0 : result;  // a stimulus is at distance 0 from itself
   }
 }
 

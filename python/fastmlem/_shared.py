@@ -116,6 +116,15 @@ def soft_rank_strengths(x, strength):
     return xp.full(x.shape[0], float(strength))
 
 
+def pearson(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Pearson correlation along the last axis (0 where a vector is constant)."""
+    xc = x - x.mean(-1, keepdims=True)
+    yc = y - y.mean(-1, keepdims=True)
+    den = np.sqrt((xc * xc).sum(-1) * (yc * yc).sum(-1))
+    num = (xc * yc).sum(-1)
+    return np.divide(num, den, out=np.zeros_like(num, dtype=np.float64), where=den > 0)
+
+
 def pearson_grad(x: np.ndarray, y: np.ndarray):
     """(r, dr/dx) for vectors x, y (B,)."""
     xc, yc = x - x.mean(), y - y.mean()
@@ -124,3 +133,30 @@ def pearson_grad(x: np.ndarray, y: np.ndarray):
         return 0.0, np.zeros_like(x)
     r = xc @ yc / (nx * ny)
     return r, yc / (nx * ny) - r * xc / nx ** 2
+
+
+def minmax_scaled(y, lo, hi):
+    """MLEM's neural targets: ((y - lo) / (hi - lo))^2 with the running (lo, hi), guarded by a
+    relative epsilon (as csrc/pair_math.hpp's minmax_scale) so that tiny data keep their ranks;
+    0 when every distance so far is equal. numpy or cupy (lo, hi: floats or 0-d arrays)."""
+    from ._backend import get_array_module
+    xp = get_array_module(y)
+    den = (hi - lo) + 1e-8 * xp.maximum(xp.abs(lo), xp.abs(hi))
+    scale = xp.where(den > 0, 1.0 / xp.where(den > 0, den, 1.0), 0.0)
+    return ((y - lo) * scale) ** 2
+
+
+# ------------------------------------------------------------------- predictions of pair rows ---
+def predict(F, w):
+    """Predicted distances (B,) = sum_c F[:, c] w[c], each row summed in the same order, so that
+    pairs with identical predictor rows tie exactly (exact Spearman's average ranks depend on it;
+    a BLAS product or ``pred + w_c * (new - old)`` leaves 1-ulp differences that split ties).
+    Works for numpy and cupy arrays."""
+    return (F * w).sum(axis=1)
+
+
+def permuted_rows(F, column: int, perm):
+    """Copy of F (B, q) with column ``column`` permuted across rows by ``perm`` (B,)."""
+    G = F.copy()
+    G[:, column] = F[perm, column]
+    return G

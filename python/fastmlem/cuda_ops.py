@@ -460,32 +460,44 @@ def rank_loss_grad_pairs(X, w, i, j, y, strength=1.0, regularization: str = "l2"
     return score, features_vjp(X, i, j, g_pred, interactions, nan_to_num)
 
 
-def mlem_step(X, D, interactions: bool, nan_to_num: float, batch_size: int, seed: int, strength=1.0,
-              regularization: str = "l2"):
+def mlem_step(X, targets, interactions: bool, nan_to_num: float, batch_size: int, seed: int, strength=1.0,
+              regularization: str = "l2", metric: str = "euclidean"):
     """GPU twin of :func:`fastmlem.ops.mlem_step`: MLEM's training step on a fresh batch, fused.
 
-    X: (n, m) encoded features or (n, n, m) per-feature distances; D: condensed neural RDM
-    (n(n-1)/2,) (e.g. from :func:`condensed_rdm`). Returns step(stream, w (q,), lo, hi) -> (score, grad_w (q,), lo, hi):
-    pairs from ``sample_pairs(n, batch_size, seed, stream)``, neural distances looked up in D (NaN ->
+    X: (n, m) encoded features or (n, n, m) per-feature distances; targets: the condensed neural
+    RDM (n(n-1)/2,) (e.g. from :func:`condensed_rdm`) or the representations Y (n, p) (rows
+    gathered per pair with ``metric``). Returns step(stream, w (q,), lo, hi) -> (score, grad_w (q,),
+    lo, hi): pairs from ``sample_pairs(n, batch_size, seed, stream)``, neural distances (NaN ->
     nan_to_num), min-max scaled with the running (lo, hi) and squared, score =
     pearson(soft_rank(F w), soft_rank(y)) and grad_w = d score / d w. F is never stored, and nothing
     leaves the device: score, lo and hi are 0-d cupy arrays (lo, hi may be given as floats).
     """
+    from ._shared import minmax_scaled
     cp, cu = _mods()
     if regularization not in ("l2", "kl"):
         raise ValueError(f"regularization must be 'l2' or 'kl'; got {regularization!r}.")
     soft_rank_strengths(cp.zeros((1, 2)), strength)  # validates strength
-    (X, n, m, pre), D, B = _features(cp, X), _f64(cp, D, "D"), int(batch_size)
-    if D.shape != (n * (n - 1) // 2,):
-        raise ValueError(f"D must be the condensed RDM (n(n-1)/2,) = ({n * (n - 1) // 2},); got {D.shape}.")
+    (X, n, m, pre), B = _features(cp, X), int(batch_size)
+    gather = targets.ndim == 2
+    if gather:
+        Y = targets
+        if Y.shape[0] != n:
+            raise ValueError(f"Y must have one row per stimulus ({n}); got shape {Y.shape}.")
+    else:
+        D = _f64(cp, targets, "D")
+        if D.shape != (n * (n - 1) // 2,):
+            raise ValueError(f"D must be the condensed RDM (n(n-1)/2,) = ({n * (n - 1) // 2},); got {D.shape}.")
 
     def step(stream, w, lo, hi):
         i, j, pred = sample_predict(X, w, B, seed, stream, interactions, nan_to_num)
-        y = cp.empty(B, cp.float64)  # pairs come from our sampler: no bounds check (and no sync) needed
-        cu.lookup_condensed(D.data.ptr, n, i.data.ptr, j.data.ptr, B, y.data.ptr, _stream(cp))
+        if gather:
+            y = neural_distances(Y, i, j, metric)
+        else:
+            y = cp.empty(B, cp.float64)  # pairs come from our sampler: no bounds check (and no sync) needed
+            cu.lookup_condensed(D.data.ptr, n, i.data.ptr, j.data.ptr, B, y.data.ptr, _stream(cp))
         y = cp.nan_to_num(y, nan=nan_to_num)
         lo, hi = cp.minimum(lo, y.min()), cp.maximum(hi, y.max())  # running min-max, as the reference
-        y = ((y - lo) / (hi - lo + 1e-8)) ** 2
+        y = minmax_scaled(y, lo, hi)
         score, g_pred = _rank_loss(cp, cu, pred, y, strength, regularization)
         if not cu.fused_supported(m, bool(interactions)):
             return score, _feature_rows(cp, cu, X, n, m, pre, i, j, interactions, nan_to_num).T @ g_pred, lo, hi

@@ -16,7 +16,7 @@ from scipy.optimize import nnls
 from sklearn.model_selection import RepeatedKFold
 from tqdm.auto import tqdm
 
-from . import numpy_backend as nb
+from ._shared import pearson
 from . import ops
 from .encoding import check_positive_int
 from .mlem import PairwiseModel
@@ -137,7 +137,7 @@ class FRRSA(PairwiseModel):
     def _score_pairs(self, pred, y):
         if self.scoring == "spearman":
             return float(ops.spearman(pred, y))
-        return float(nb.pearson(pred, y))
+        return float(pearson(pred, y))
 
     def _cv_fraction(self, F, y, n, i, j, train, fractions, seed):
         """Fraction with the best mean Fisher-z test correlation over inner folds of ``train``."""
@@ -159,12 +159,12 @@ class FRRSA(PairwiseModel):
         seed = self._seed()
         n_pairs = n * (n - 1) // 2
         if n_pairs <= self.max_pairs:
-            i, j = nb.all_pairs(n)
+            i, j = ops.all_pairs(n)
         else:
             i, j = ops.sample_pairs(n, self.max_pairs, seed, 0)
             keep = i != j
             i, j = i[keep], j[keep]
-        F, y = self._rows(X_enc, Y_arr)(i, j)
+        F, y = self._source(X_enc, Y_arr).rows(i, j)
         outer = RepeatedKFold(n_splits=self.n_outer_splits, n_repeats=self.n_outer_repeats,
                               random_state=seed % 2**32)
         coefs, icpts, scores, chosen = [], [], [], []

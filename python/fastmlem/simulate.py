@@ -28,7 +28,6 @@ import pandas as pd
 from scipy.spatial.distance import squareform
 from tqdm.auto import tqdm
 
-from . import numpy_backend as nb
 from . import ops
 
 NOISE_LEVELS = (0.0, 1.0, 2.0, 3.0, 4.0, 5.0)
@@ -82,7 +81,7 @@ def make_dataset(n_stimuli: int = 256, n_features: int = 16, noise: float = 0.0,
     rng = np.random.default_rng(seed)
     X = rng.integers(0, 2, size=(n_stimuli, n_features)).astype(np.float64)
     W = random_spd(n_features, rng)
-    i, j = nb.all_pairs(n_stimuli)
+    i, j = ops.all_pairs(n_stimuli)
     d = np.abs(X[i] - X[j])
     D_condensed = np.einsum("ka,ab,kb->k", d, W, d)
     D = squareform(D_condensed)
@@ -129,11 +128,12 @@ def _test_spearman(model, X_test, Y_test) -> float:
 
     The 0/1 features are used as they are (a feature may be constant among few held-out stimuli).
     """
-    from .mlem import pair_rows
+    from ._shared import predict
+    from .mlem import PairSource
     X_enc = np.asarray(X_test, dtype=np.float64)
-    rows = pair_rows(X_enc, np.asarray(Y_test), model.distance, model.interactions, model.nan_to_num)
-    F, y = rows(*nb.all_pairs(len(X_enc)))
-    return float(ops.spearman(nb.predict(F, model.weights_), y))
+    source = PairSource(X_enc, np.asarray(Y_test), model.distance, model.interactions, model.nan_to_num)
+    F, y = source.rows(*source.all_pairs())
+    return float(ops.spearman(predict(F, model.weights_), y))
 
 
 def run(noise_levels=NOISE_LEVELS, seeds=range(5), n_stimuli: int = 256, n_features: int = 16,
