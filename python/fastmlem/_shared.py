@@ -160,3 +160,28 @@ def permuted_rows(F, column: int, perm):
     G = F.copy()
     G[:, column] = F[perm, column]
     return G
+
+
+# ------------------------------------------------------------- composed permutation importance ---
+def composed_permutation_importance(kernels, X, targets, w, interactions, nan_to_num, batch_size, seed, stream0,
+                                    perm_seed, n_permutations, metric="euclidean"):
+    """``permutation_importance`` composed from a backend's array kernels, one task at a time.
+
+    The contract of :func:`fastmlem.ops.permutation_importance` (which fuses it in C++); the numpy
+    oracle and the CUDA backend run this with their own kernels. Returns (base (T,), permuted (T,))
+    as numpy arrays, T = len(w) * n_permutations.
+    """
+    from ._backend import get_array_module, to_numpy
+    xp = get_array_module(X)
+    n, T = X.shape[0], w.shape[0] * n_permutations
+    features = kernels.feature_distances_precomputed if X.ndim == 3 else kernels.feature_distances
+    base, permuted = np.empty(T), np.empty(T)
+    for t in range(T):
+        i, j = kernels.sample_pairs(n, batch_size, seed, stream0 + t)
+        F = features(X, i, j, interactions, nan_to_num)
+        y = kernels.rdm_lookup(targets, n, i, j) if targets.ndim == 1 else kernels.neural_distances(targets, i, j, metric)
+        perm = xp.asarray(random_permutations(batch_size, 1, perm_seed, t)[0])
+        b, p = kernels.permutation_spearman(predict(F, w)[None], predict(permuted_rows(F, t // n_permutations, perm), w)[None],
+                                            xp.nan_to_num(y, nan=nan_to_num)[None])
+        base[t], permuted[t] = float(to_numpy(b)[0]), float(to_numpy(p)[0])
+    return base, permuted

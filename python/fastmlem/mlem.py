@@ -283,10 +283,64 @@ class PairwiseModel(BaseEstimator):
 class MLEM(PairwiseModel):
     """Metric Learning Encoding Model with permutation feature importance.
 
-    Parameters follow the reference package; additions: ``spd`` (False: unconstrained weights,
-    FR-RSA-I with interactions), ``soft_rank_strength`` (1.0 = reference, where the loss equals
-    plain Pearson; 'auto' = range / batch size, which tracks Spearman), ``soft_rank_regularization``,
-    ``random_state`` (alias of ``random_seed``).
+    Learns weights over feature distances (a positive vector, or an SPD matrix over feature pairs
+    with ``interactions``) whose predicted distances rank-correlate with the neural distances, then
+    measures how much permuting each predictor column lowers the Spearman correlation. A drop-in
+    for the reference ``mlem.MLEM`` (same parameters and defaults, first 17 below).
+
+    Parameters
+    ----------
+    interactions : bool, default False
+        Learn an SPD matrix over all feature pairs (columns d_a d_b, a >= b) instead of one weight
+        per feature.
+    n_permutations : int >= 1, default 5
+        Permutations per predictor column in :meth:`score`.
+    distance : {'euclidean', 'manhattan', 'cosine', 'norm_diff', 'precomputed'} or callable, default 'euclidean'
+        Neural distance between two stimuli's representations. 'precomputed': X is (n, n, m)
+        per-feature distances and Y an (n, n) distance matrix. A callable maps two (B, p) arrays
+        of rows to (B,) distances.
+    nan_to_num : float, default 0.0
+        Feature distance used where a feature is missing (NaN).
+    batch_size : int >= 3, 'all' or None, default None
+        Pairs per training batch; None estimates it (:meth:`estimate_batch_size`); 'all' uses
+        every pair i < j in every step (full batch).
+    n_trials, threshold, factor, batch_size_min, batch_size_max : int, float, float, int, int
+        Batch-size estimation: start at ``batch_size_min`` pairs and grow by ``factor`` (> 1) until
+        the largest across-``n_trials`` std of the feature-distance correlations is below
+        ``threshold``, at most ``batch_size_max``. Defaults 16, 0.01, 1.2, 256, 2**20.
+    max_steps : int >= 1, default 1000
+        Training steps at most (a fresh batch each).
+    lr, weight_decay : float, defaults 0.1 and 0.0
+        AdamW learning rate and decoupled weight decay.
+    patience : int >= 1, default 50
+        Stop after this many steps without a better batch score; the best step's weights are kept.
+    device : 'cpu' or 'cuda[:k]', default 'cpu'
+        Where the kernels run (the GPU needs cupy and the CUDA module).
+    verbose : bool, default False
+        Progress bars.
+    memory : {'low', 'medium', 'high'}, default 'medium'
+        Memory budget (256 MiB, 1 GiB, 4 GiB) for the condensed neural RDM, full batches and
+        batched importance; the RDM is built when it fits and the cost model says it pays off
+        (:func:`use_rdm`), else rows of Y are gathered per pair.
+    random_seed : int or None
+        Seed of every random stream (pairs, initial weights, permutations); the reference's name.
+    corr_warning_threshold : float, default 0.5
+        Warn when two feature-distance columns correlate more than this (importances get hard to
+        interpret).
+    spd : bool, default True
+        False: unconstrained unit-norm weights (with ``interactions``, the paper's FR-RSA-I).
+    soft_rank_strength : float > 0 or 'auto', default 1.0
+        Regularisation of the soft ranks in the loss. 1.0 is the reference's (with thousands of
+        pairs the loss then equals plain Pearson); 'auto' scales it to the data.
+    soft_rank_regularization : {'l2', 'kl'}, default 'l2'
+    random_state : int, RandomState, Generator or None
+        scikit-learn's name for the seed; takes precedence over ``random_seed``.
+
+    Attributes
+    ----------
+    weights_ : (q,) learned column weights (q = m, or m(m+1)/2 with interactions).
+    best_score_, history_, n_steps_ : best batch score, score per step, steps run.
+    batch_size_ : pairs per batch used; feature_names_in_, n_features_in_ : the features.
 
     fit(X (n, m) features, Y (n, ...) representations) -> self
     score(X=None, Y=None) -> (importances DataFrame (n_permutations, q), baseline Series)

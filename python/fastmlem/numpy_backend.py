@@ -10,7 +10,7 @@ import numpy as np
 from scipy.spatial.distance import cdist, pdist
 from scipy.stats import rankdata
 
-from ._shared import (minmax_scaled, pearson, pearson_grad, permuted_rows, predict, random_bits,  # noqa: F401
+from ._shared import (composed_permutation_importance, minmax_scaled, pearson, pearson_grad, permuted_rows, predict, random_bits,  # noqa: F401
                       random_permutations, sigmoid, soft_rank_strengths, softplus, splitmix64, stream_key,
                       weights, weights_vjp)
 
@@ -88,11 +88,11 @@ def _row_distances(Y, i, j, metric):
     raise ValueError(f"unknown metric {metric!r}")
 
 
-def condensed_rdm(Y: np.ndarray, metric: str = "euclidean") -> np.ndarray:
-    """Condensed neural RDM (n(n-1)/2,), order of :func:`all_pairs`."""
+def condensed_rdm(Y: np.ndarray, metric: str = "euclidean", block_bytes=None) -> np.ndarray:
+    """Condensed neural RDM (n(n-1)/2,), order of :func:`all_pairs` (``block_bytes``: unused here)."""
     i, j = all_pairs(Y.shape[0])
     if metric in ("euclidean", "cosine"):
-        d = pdist(Y.astype(np.float64), "cityblock" if metric == "manhattan" else metric)
+        d = pdist(Y.astype(np.float64), metric)
         return np.nan_to_num(d, nan=1.0) if metric == "cosine" else d
     return neural_distances(Y, i, j, metric)
 
@@ -232,19 +232,17 @@ def mlem_step(X, targets, interactions: bool, nan_to_num: float, batch_size: int
     return step
 
 
+def permutation_spearman(pred, permuted, y):
+    """Twin of :func:`fastmlem.ops.permutation_spearman`: (spearman(pred, y) (T,), spearman(permuted, y))."""
+    return spearman(pred, y), spearman(permuted, np.broadcast_to(y, np.shape(permuted)))
+
+
 def permutation_importance(X, targets, w, interactions: bool, nan_to_num: float, batch_size: int, seed: int,
                            stream0: int, perm_seed: int, n_permutations: int, metric: str = "euclidean"):
     """Twin of :func:`fastmlem.ops.permutation_importance`: task t (column t // n_permutations)
     draws its batch from stream stream0 + t, permutes that column by random_permutations(batch_size,
     1, perm_seed, t) and gives the exact Spearman of the baseline and permuted predictions."""
-    X, w = np.asarray(X, dtype=np.float64), np.asarray(w, dtype=np.float64)
-    n, T = X.shape[0], w.size * n_permutations
-    base, permuted = np.empty(T), np.empty(T)
-    for t in range(T):
-        i, j = sample_pairs(n, batch_size, seed, stream0 + t)
-        F = _rows(X, i, j, interactions, nan_to_num)
-        y = _neural_targets(targets, n, i, j, metric, nan_to_num)
-        perm = random_permutations(batch_size, 1, perm_seed, t)[0]
-        base[t] = spearman(predict(F, w), y)
-        permuted[t] = spearman(predict(permuted_rows(F, t // n_permutations, perm), w), y)
-    return base, permuted
+    from . import numpy_backend
+    return composed_permutation_importance(numpy_backend, np.asarray(X, dtype=np.float64), np.asarray(targets),
+                                           np.asarray(w, dtype=np.float64), interactions, nan_to_num, batch_size,
+                                           seed, stream0, perm_seed, n_permutations, metric)
