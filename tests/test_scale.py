@@ -147,16 +147,15 @@ def test_float16_representations_are_read_as_they_are(monkeypatch, gather):
     pd.testing.assert_frame_equal(half.score()[0], single.score()[0])
 
 
-def test_half_to_float_is_exact_for_every_finite_half():
-    bits = np.arange(2**16, dtype=np.uint16)
-    halves = bits.view(np.float16)
-    finite = np.isfinite(halves)
-    Y = np.zeros((2, finite.sum()), dtype=np.float16)
-    Y[0] = halves[finite]
-    got = ops.neural_distances(Y.T.copy(), np.arange(finite.sum()), np.full(finite.sum(), 0), "manhattan")
-    # |h - Y[0, 0]| per element: compare with the exact float64 values
-    want = np.abs(halves[finite].astype(np.float64) - float(halves[finite][0]))
-    np.testing.assert_array_equal(got, want)
+@pytest.mark.parametrize("p", [3, 16, 21])  # scalar tail only; vector path (8 at a time); both
+def test_half_to_float_is_exact_for_every_finite_half(p):
+    halves = np.arange(2**16, dtype=np.uint16).view(np.float16)
+    halves = halves[np.isfinite(halves)]
+    Y = np.zeros((halves.size + 1, p), dtype=np.float16)
+    Y[1:] = halves[:, None]  # row r + 1 repeats half r; row 0 is zero
+    k = np.arange(1, halves.size + 1)
+    got = ops.neural_distances(Y, k, np.zeros_like(k), "manhattan")
+    np.testing.assert_array_equal(got, p * np.abs(halves.astype(np.float64)))  # sums of p equal halves: exact
 
 
 def test_memmap_representations_fit_without_a_copy(tmp_path, monkeypatch):
