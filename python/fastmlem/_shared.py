@@ -116,10 +116,19 @@ def soft_rank_strengths(x, strength):
     return xp.full(x.shape[0], float(strength))
 
 
+def centred(x):
+    """(x - mean, norm) along the last axis, numpy or cupy. The norm is 0 for a constant vector and
+    for one whose spread is at the rounding level of its values: the mean of a constant vector is
+    not always exactly that constant, and a Pearson correlation of such leftovers is +-1, not 0."""
+    xc = x - x.mean(-1, keepdims=True)
+    nrm = ((xc * xc).sum(-1)) ** 0.5
+    rounding = 4 * np.finfo(np.float64).eps * x.shape[-1] ** 0.5 * abs(x).max(-1)
+    return xc, nrm * ((nrm > rounding) & (x.max(-1) > x.min(-1)))
+
+
 def pearson_grad(x: np.ndarray, y: np.ndarray):
-    """(r, dr/dx) for vectors x, y (B,)."""
-    xc, yc = x - x.mean(), y - y.mean()
-    nx, ny = np.linalg.norm(xc), np.linalg.norm(yc)
+    """(r, dr/dx) for vectors x, y (B,); (0, 0) when either is constant (see :func:`centred`)."""
+    (xc, nx), (yc, ny) = centred(x), centred(y)
     if nx == 0 or ny == 0:
         return 0.0, np.zeros_like(x)
     r = xc @ yc / (nx * ny)

@@ -5,10 +5,10 @@ Inputs are never modified: each function returns new arrays.
 """
 from __future__ import annotations
 
-import numbers
-
 import numpy as np
 import pandas as pd
+
+from . import _validate
 
 MIN_STIMULI = 3
 
@@ -207,8 +207,4 @@ def interaction_names(names):
     return [names[a] if a == b else f"{names[a]} x {names[b]}" for a, b in zip(*np.tril_indices(len(names)))]
 
 
-def check_positive_int(value, name: str, minimum: int = 1) -> int:
-    """Return ``value`` as int, or raise a clear error if it is not an integer >= minimum."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}; got {value!r}.")
-    return int(value)
+check_positive_int = _validate.positive_int  # the one integer check (fastmlem._validate), kept under this name

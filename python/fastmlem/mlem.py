@@ -18,6 +18,7 @@ from tqdm.auto import tqdm
 
 from . import numpy_backend as nb
 from . import _shared
+from . import _validate as check
 from . import ops
 from ._backend import require_cuda, to_numpy
 from .encoding import check_positive_int, encode_features, interaction_names, prepare_representations
@@ -93,6 +94,9 @@ def pair_rows(X_enc, Y, distance, interactions, nan_to_num, gpu=False):
             if y.shape != (len(i),):
                 raise ValueError(f"the distance callable must return one value per pair, shape ({len(i)},); "
                                  f"got shape {y.shape}.")
+            if bool(xp.isinf(y).any()):
+                raise ValueError("the distance callable returned infinite values; it must return finite "
+                                 "distances (NaN counts as missing and becomes nan_to_num).")
         else:
             y = gather(Y, i, j, distance)
         return F, xp.nan_to_num(y, nan=nan_to_num)
@@ -116,6 +120,18 @@ class PairwiseModel(BaseEstimator):
                                        else seed.randint(2**31))
             seed = self._drawn_seed
         return int(np.random.SeedSequence(seed).generate_state(1, np.uint64)[0])
+
+    def _check_common(self):
+        """Checks of the parameters MLEM and FRRSA share (each named, with what is allowed)."""
+        self._check_distance()
+        check.boolean(self.interactions, "interactions")
+        check.finite_float(self.nan_to_num, "nan_to_num")
+        check.positive_int(self.n_permutations, "n_permutations")
+        check.boolean(self.verbose, "verbose")
+        check.random_state(self.random_seed, "random_seed")
+        check.random_state(self.random_state, "random_state")
+        if self.batch_size is not None and not (self.batch_size == "all" and isinstance(self, MLEM)):
+            check.positive_int(self.batch_size, "batch_size", 3)
 
     def _check_distance(self):
         if not (callable(self.distance) or self.distance in nb.METRICS + ("precomputed",)):
@@ -210,8 +226,12 @@ class PairwiseModel(BaseEstimator):
             if X_enc.shape[-1] != self.n_features_in_:
                 raise ValueError(f"X has {X_enc.shape[-1]} features; the model was fitted on {self.n_features_in_}.")
         size = check_positive_int(self.batch_size_ if batch_size is None else batch_size, "batch_size", 3)
-        rows = self._rows(X_enc, Y_arr)
+        check.finite_float(warning_threshold, "warning_threshold", 0.0)
         n, cols, P = X_enc.shape[0], self._column_names(), self.n_permutations
+        threads = min(check.worker_threads(), len(cols) * P)
+        check.check_memory(threads * ops.batch_bytes(size, len(cols)), f"permutation importance on {threads} "
+                           f"threads, batches of {size:,} pairs x {len(cols)} columns")
+        rows = self._rows(X_enc, Y_arr)
         seed, perm_seed = self._seed(), (self._seed() + 1) % 2**64
         if rows.rdm is not None and rows.xp is np:  # the whole loop in C++
             base, permuted = ops.permutation_importance(X_enc, rows.rdm, self.weights_, self.interactions,
@@ -286,19 +306,23 @@ class MLEM(PairwiseModel):
             if index and not index.isdigit():
                 raise ValueError(f"device must be 'cuda' or 'cuda:<index>'; got {self.device!r}.")
             cp.cuda.Device(int(index) if index else 0).use()
-        self._check_distance()
-        check_positive_int(self.max_steps, "max_steps")
-        check_positive_int(self.n_permutations, "n_permutations")
-        if not self.factor > 1:
-            raise ValueError(f"factor must be > 1; got {self.factor}.")
-        check_positive_int(self.n_trials, "n_trials", 2)
-        check_positive_int(self.batch_size_min, "batch_size_min", 3)
-        if check_positive_int(self.batch_size_max, "batch_size_max", 3) < self.batch_size_min:
+        self._check_common()
+        check.positive_int(self.max_steps, "max_steps")
+        check.finite_float(self.factor, "factor", 1.0, low_open=True)
+        check.positive_int(self.n_trials, "n_trials", 2)
+        check.positive_int(self.batch_size_min, "batch_size_min", 3)
+        if check.positive_int(self.batch_size_max, "batch_size_max", 3) < self.batch_size_min:
             raise ValueError(f"batch_size_max ({self.batch_size_max}) must be >= batch_size_min "
                              f"({self.batch_size_min}).")
-        if not self.threshold > 0 or not self.lr > 0:
-            raise ValueError(f"threshold and lr must be positive; got {self.threshold} and {self.lr}.")
-        check_positive_int(self.patience, "patience")
+        check.positive_float(self.threshold, "threshold")
+        check.positive_float(self.lr, "lr")
+        check.finite_float(self.weight_decay, "weight_decay", 0.0)
+        check.positive_int(self.patience, "patience")
+        check.finite_float(self.corr_warning_threshold, "corr_warning_threshold", 0.0)
+        check.boolean(self.spd, "spd")
+        if not (isinstance(self.soft_rank_strength, str) and self.soft_rank_strength == "auto"):
+            check.positive_float(self.soft_rank_strength, "soft_rank_strength (or 'auto')")
+        check.choice(self.soft_rank_regularization, "soft_rank_regularization", ("l2", "kl"))
 
     def _train_step(self, rows, n):
         """step(stream, w (q,), lo, hi) -> (score, grad_w (q,), lo, hi), host floats and numpy.
@@ -341,6 +365,7 @@ class MLEM(PairwiseModel):
     # ------------------------------------------------------------------ API
     def estimate_batch_size(self, X, feature_names=None):
         """Smallest batch (pairs) whose feature-distance correlations are stable across trials."""
+        self._check_params()
         X_enc, _ = encode_features(X, feature_names, precomputed=self.distance == "precomputed")
         return self._estimate_batch_size(X_enc)
 
@@ -364,7 +389,7 @@ class MLEM(PairwiseModel):
                 corr = np.nan_to_num((cov / (sd[:, :, None] * sd[:, None, :]))[:, a, b])
             if corr.std(0).max() < self.threshold:
                 break
-            size = int(size * self.factor)
+            size = max(size + 1, int(size * self.factor))  # grows even when int() rounds the product down
         if np.abs(corr.mean(0)).max() > self.corr_warning_threshold:
             warnings.warn(f"largest absolute correlation between feature distances is "
                           f"{np.abs(corr.mean(0)).max():.2g} > {self.corr_warning_threshold}: be cautious "
@@ -393,6 +418,8 @@ class MLEM(PairwiseModel):
         else:
             self.batch_size_ = (self._estimate_batch_size(X_enc) if self.batch_size is None
                                 else check_positive_int(self.batch_size, "batch_size", 3))
+        check.check_memory(ops.batch_bytes(self.batch_size_, q), f"a training batch of {self.batch_size_:,} pairs x "
+                           f"{q} columns")
         train_step = self._train_step(self._rows(X_enc, Y_arr), n)
         rng = np.random.default_rng(self._seed())
         params = rng.uniform(0, 1, q) if kind == "diag" else rng.uniform(-1, 1, q)

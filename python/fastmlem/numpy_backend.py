@@ -10,7 +10,7 @@ import numpy as np
 from scipy.spatial.distance import cdist, pdist
 from scipy.stats import rankdata
 
-from ._shared import (pearson_grad, random_bits, random_permutations, sigmoid, soft_rank_strengths,  # noqa: F401
+from ._shared import (centred, pearson_grad, random_bits, random_permutations, sigmoid, soft_rank_strengths,  # noqa: F401
                       softplus, splitmix64, stream_key, weights, weights_vjp)
 
 _U64 = np.uint64
@@ -21,13 +21,26 @@ _MASK32 = _U64(0xFFFFFFFF)
 def sample_pairs(n: int, size: int, seed: int, stream: int = 0):
     """Pairs (i, j) drawn uniformly with replacement from [0, n)^2 (i == j allowed, as in MLEM).
 
-    Returns two int64 arrays (size,). i uses the high 32 bits, j the low 32 bits, each mapped to
-    [0, n) by a multiply-shift.
+    Returns two int64 arrays (size,). n < 2**32: i uses the high 32 bits, j the low 32 bits of
+    one draw, each mapped to [0, n) by a multiply-shift. n >= 2**32: draws 2k and 2k + 1 give i
+    and j, each mapped to [0, n) by a 64-bit multiply-shift (high half of the 128-bit product).
     """
+    if n >= 2**32:
+        h = random_bits(seed, stream, 2 * size)
+        return _mulhi64(h[0::2], _U64(n)).astype(np.int64), _mulhi64(h[1::2], _U64(n)).astype(np.int64)
     h = random_bits(seed, stream, size)
     i = ((h >> _U64(32)) * _U64(n)) >> _U64(32)
     j = ((h & _MASK32) * _U64(n)) >> _U64(32)
     return i.astype(np.int64), j.astype(np.int64)
+
+
+def _mulhi64(a, b):
+    """High 64 bits of the 128-bit products a * b (uint64), from 32-bit halves."""
+    lo, sh = _MASK32, _U64(32)
+    a0, a1, b0, b1 = a & lo, a >> sh, b & lo, b >> sh
+    p00, p01, p10, p11 = a0 * b0, a0 * b1, a1 * b0, a1 * b1
+    mid = (p00 >> sh) + (p01 & lo) + (p10 & lo)
+    return p11 + (p01 >> sh) + (p10 >> sh) + (mid >> sh)
 
 
 def all_pairs(n: int):
@@ -173,9 +186,8 @@ def soft_rank_vjp(state, g: np.ndarray) -> np.ndarray:
 # ------------------------------------------------------------------------ Pearson, Spearman ---
 def pearson(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     """Pearson correlation along the last axis (0 where a vector is constant)."""
-    xc = x - x.mean(-1, keepdims=True)
-    yc = y - y.mean(-1, keepdims=True)
-    den = np.sqrt((xc * xc).sum(-1) * (yc * yc).sum(-1))
+    (xc, nx), (yc, ny) = centred(x), centred(y)
+    den = nx * ny
     num = (xc * yc).sum(-1)
     return np.divide(num, den, out=np.zeros_like(num, dtype=np.float64), where=den > 0)
 
@@ -210,8 +222,12 @@ def predict(F, w):
     """Predicted distances (B,) = sum_c F[:, c] w[c], each row summed in the same order, so that
     pairs with identical predictor rows tie exactly (exact Spearman's average ranks depend on it;
     a BLAS product or ``pred + w_c * (new - old)`` leaves 1-ulp differences that split ties).
-    Works for numpy and cupy arrays."""
-    return (F * w).sum(axis=1)
+    Works for numpy and cupy arrays. The sum runs over columns in order, as the C++ kernels do
+    (numpy's pairwise ``sum(axis=1)`` would group the terms differently and split other ties)."""
+    pred = F[:, 0] * w[0]
+    for c in range(1, F.shape[1]):
+        pred = pred + F[:, c] * w[c]
+    return pred
 
 
 def permuted_rows(F, column: int, perm):
