@@ -191,10 +191,11 @@ class FRRSA(PairwiseModel):
             c, b = _ridge_path(F[tr], y[tr], [f], self.nonnegative)
             coefs.append(c[0]); icpts.append(b[0]); chosen.append(f)
             scores.append(self._score_pairs(F[te] @ c[0] + b[0], y[te]))
-        self.coef_ = np.mean(coefs, axis=0) * scale
+        coef = np.mean(coefs, axis=0)
+        norm = np.linalg.norm(coef)  # of the rescaled coefficients: coef_ itself may overflow a norm
+        self.weights_ = coef / norm if norm > 0 else coef.copy()
+        self.coef_ = coef * scale
         self.intercept_ = float(np.mean(icpts)) * scale
-        norm = np.linalg.norm(self.coef_)
-        self.weights_ = self.coef_ / norm if norm > 0 else self.coef_.copy()
         self.cv_scores_ = np.array(scores)
         self.cv_score_ = float(np.tanh(np.mean(_fisher_z(self.cv_scores_))))
         self.fractions_ = np.array(chosen)
