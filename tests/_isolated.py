@@ -10,17 +10,31 @@ import sys
 import textwrap
 
 _RUNNER = r'''
-import json, sys
+import json, signal, sys
+
+class _Hung(BaseException):
+    pass
+
+def _alarm(signum, frame):
+    raise _Hung()
+
+signal.signal(signal.SIGALRM, _alarm)
 exec(compile(SETUP, "<setup>", "exec"), {})  # imports once; a failure here fails the whole batch
 for k, code in CASES:
     print("@@start", k, flush=True)
     local = {}
     try:
         exec(compile(SETUP, "<setup>", "exec"), local)  # fresh objects for every case
+        signal.alarm(CASE_TIMEOUT)
         exec(compile(code, f"<case {k}>", "exec"), local)
+        signal.alarm(0)
+    except _Hung:
+        out = ["hung", "", f"no answer after {CASE_TIMEOUT} s"]
     except AssertionError as e:
+        signal.alarm(0)
         out = ["wrong", "AssertionError", str(e)[:500]]
     except BaseException as e:
+        signal.alarm(0)
         out = ["raised", type(e).__name__, str(e)[:500]]
     else:
         out = ["ok", "", ""]
@@ -28,15 +42,16 @@ for k, code in CASES:
 '''
 
 
-def run_cases(setup: str, cases, timeout: float = 300):
+def run_cases(setup: str, cases, timeout: float = 600, case_timeout: int = 60):
     """Outcomes of ``cases`` (code strings, each run after ``setup``): a list of (kind, error class,
-    message) with kind 'ok', 'raised', 'wrong' (an assert in the case failed), 'crashed' or 'hung'.
+    message) with kind 'ok', 'raised', 'wrong' (an assert in the case failed), 'crashed' or 'hung'
+    (no answer after ``case_timeout`` s of Python, or the whole batch past ``timeout`` s).
     """
     cases = [textwrap.dedent(c) for c in cases]
     results, start = {}, 0
     while start < len(cases):
         todo = list(enumerate(cases))[start:]
-        script = f"SETUP = {textwrap.dedent(setup)!r}\nCASES = {todo!r}\n" + _RUNNER
+        script = f"SETUP = {textwrap.dedent(setup)!r}\nCASES = {todo!r}\nCASE_TIMEOUT = {int(case_timeout)}\n" + _RUNNER
         try:
             p = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=timeout)
             stdout, stderr, rc = p.stdout, p.stderr, p.returncode

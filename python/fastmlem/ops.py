@@ -91,9 +91,9 @@ def feature_distances_precomputed(X, i, j, interactions: bool = False, nan_to_nu
 def rank_average(x):
     """Ranks 1..B along the last axis with ties averaged (scipy's rankdata 'average'); exact for
     integers of any size."""
-    x = _rank_keys(x, "x")
-    if x.ndim == 0:
+    if np.ndim(x) == 0:
         raise ValueError("x must have at least one axis; got a 0-d array.")
+    x = _rank_keys(x, "x")
     if np.isnan(x).any():
         raise ValueError("cannot rank NaN values.")
     return require_core().rank_average(x)
@@ -102,6 +102,8 @@ def rank_average(x):
 @_gpu_twin
 def spearman(x, y):
     """Exact Spearman correlation along the last axis (average ranks); shape x.shape[:-1]."""
+    if np.ndim(x) == 0 or np.ndim(y) == 0:
+        raise ValueError("x and y must have at least one axis; got a 0-d array.")
     x, y = _rank_keys(x, "x"), _rank_keys(y, "y")
     if x.shape != y.shape or x.ndim == 0 or x.shape[-1] == 0:
         raise ValueError(f"x and y must have the same shape (non-empty); got {x.shape} and {y.shape}.")
