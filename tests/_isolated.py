@@ -68,7 +68,7 @@ def run_cases(setup: str, cases, timeout: float = 600, case_timeout: int = 60):
             if len(results) < len(cases) and last is None:
                 raise RuntimeError(f"the set-up failed (exit code {rc}): {stderr[-2000:]}")
             break
-        results[last] = ("hung", "", "") if rc is None else ("crashed", str(rc), stderr[-300:])
+        results[last] = ("hung", "", "") if rc is None else ("crashed", str(rc), stderr[-3000:])
         start = last + 1
     return [results[k] for k in range(len(cases))]
 

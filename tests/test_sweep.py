@@ -72,6 +72,7 @@ GROUPS = {
         ("factor 0.5", ERR, "MLEM(factor=0.5).estimate_batch_size(X)"),
         ("factor 1.001 ends", OK, "assert MLEM(factor=1.001, threshold=0.05).estimate_batch_size(X) > 256"),
         ("batch_size_min 0", ERR, "MLEM(batch_size_min=0).estimate_batch_size(X)"),
+        ("batch_size_max == min", OK, "assert MLEM(batch_size_min=500, batch_size_max=500).estimate_batch_size(X) == 500"),
         ("batch_size_max < min", ERR, "MLEM(batch_size_min=1000, batch_size_max=500).estimate_batch_size(X)"),
         ("random_state -1", ERR, "MLEM(batch_size=100, max_steps=3, random_state=-1).fit(X, Y)"),
         ("random_state str", ERR, "MLEM(batch_size=100, max_steps=3, random_state='0').fit(X, Y)"),

@@ -377,6 +377,7 @@ class MLEM(PairwiseModel):
         a, b = np.triu_indices(m, 1)
         size = int(self.batch_size_min)
         features = ops.feature_distances_precomputed if X_enc.ndim == 3 else ops.feature_distances
+        corr = np.zeros((1, len(a)))  # no trial when batch_size_min == batch_size_max
         while size < self.batch_size_max:
             stream += 1
             i, j = ops.sample_pairs(n, size * self.n_trials, seed, stream)
