@@ -53,8 +53,14 @@ double MlemStep::step(uint64_t stream, const double* w, double* lo, double* hi, 
     sxx += a * a; syy += b * b; sxy += a * b;
   }
   std::fill(grad_w, grad_w + q, 0.0);
+  // a constant vector (or one whose spread is rounding noise) scores 0, as _shared.centred
+  const auto noise = [B](const std::vector<double>& v, double norm) {
+    const auto [lo, hi] = std::minmax_element(v.begin(), v.end());
+    const double top = std::max(std::fabs(*lo), std::fabs(*hi));
+    return *hi == *lo || norm <= 4 * 2.220446049250313e-16 * std::sqrt(static_cast<double>(B)) * top;
+  };
   const double nx = std::sqrt(sxx), ny = std::sqrt(syy);
-  if (nx == 0.0 || ny == 0.0) return 0.0;
+  if (noise(rank_x_, nx) || noise(rank_y_, ny)) return 0.0;
   const double r = sxy / (nx * ny);
   for (int64_t k = 0; k < B; ++k) g_[k] = (rank_y_[k] - my) / (nx * ny) - r * (rank_x_[k] - mx) / sxx;
   soft_rank_vjp(g_.data(), pred_.data(), rank_x_.data(), perm_.data(), block_.data(), &eps_x, 1, B, kl_, gx_.data());

@@ -116,19 +116,27 @@ def soft_rank_strengths(x, strength):
     return xp.full(x.shape[0], float(strength))
 
 
-def pearson(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """Pearson correlation along the last axis (0 where a vector is constant)."""
+def centred(x):
+    """(x - mean, norm) along the last axis, numpy or cupy. The norm is 0 for a constant vector and
+    for one whose spread is at the rounding level of its values: the mean of a constant vector is
+    not always exactly that constant, and a Pearson correlation of such leftovers is +-1, not 0."""
     xc = x - x.mean(-1, keepdims=True)
-    yc = y - y.mean(-1, keepdims=True)
-    den = np.sqrt((xc * xc).sum(-1) * (yc * yc).sum(-1))
+    nrm = ((xc * xc).sum(-1)) ** 0.5
+    rounding = 4 * np.finfo(np.float64).eps * x.shape[-1] ** 0.5 * abs(x).max(-1)
+    return xc, nrm * ((nrm > rounding) & (x.max(-1) > x.min(-1)))
+
+
+def pearson(x, y):
+    """Pearson correlation along the last axis (0 where a vector is constant)."""
+    (xc, nx), (yc, ny) = centred(x), centred(y)
+    den = nx * ny
     num = (xc * yc).sum(-1)
     return np.divide(num, den, out=np.zeros_like(num, dtype=np.float64), where=den > 0)
 
 
 def pearson_grad(x: np.ndarray, y: np.ndarray):
-    """(r, dr/dx) for vectors x, y (B,)."""
-    xc, yc = x - x.mean(), y - y.mean()
-    nx, ny = np.linalg.norm(xc), np.linalg.norm(yc)
+    """(r, dr/dx) for vectors x, y (B,); (0, 0) when either is constant (see :func:`centred`)."""
+    (xc, nx), (yc, ny) = centred(x), centred(y)
     if nx == 0 or ny == 0:
         return 0.0, np.zeros_like(x)
     r = xc @ yc / (nx * ny)
@@ -151,8 +159,12 @@ def predict(F, w):
     """Predicted distances (B,) = sum_c F[:, c] w[c], each row summed in the same order, so that
     pairs with identical predictor rows tie exactly (exact Spearman's average ranks depend on it;
     a BLAS product or ``pred + w_c * (new - old)`` leaves 1-ulp differences that split ties).
-    Works for numpy and cupy arrays."""
-    return (F * w).sum(axis=1)
+    Works for numpy and cupy arrays. The sum runs over columns in order, as the C++ kernels do
+    (numpy's pairwise ``sum(axis=1)`` would group the terms differently and split other ties)."""
+    pred = F[:, 0] * w[0]
+    for c in range(1, F.shape[1]):
+        pred = pred + F[:, c] * w[c]
+    return pred
 
 
 def permuted_rows(F, column: int, perm):

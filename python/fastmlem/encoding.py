@@ -5,10 +5,10 @@ Inputs are never modified: each function returns new arrays.
 """
 from __future__ import annotations
 
-import numbers
-
 import numpy as np
 import pandas as pd
+
+from . import _validate
 
 MIN_STIMULI = 3
 
@@ -152,7 +152,8 @@ def _as_float_array(a, what: str, allow_gpu: bool = False):
     return arr
 
 
-def prepare_representations(Y, n: int, *, precomputed: bool = False, allow_gpu: bool = False):
+def prepare_representations(Y, n: int, *, precomputed: bool = False, allow_gpu: bool = False,
+                            rescale: bool = False):
     """Check neural data and return them as the kernels read them, without copying large inputs.
 
     Parameters
@@ -167,8 +168,9 @@ def prepare_representations(Y, n: int, *, precomputed: bool = False, allow_gpu: 
     Returns
     -------
     array (n, h) (or (n, n)) of Y's float dtype with unit column stride (a view of Y when it had
-    one); numpy, or cupy for cupy input. float64 values beyond 2^±500 are rescaled by a power of two
-    (exact; distances are only compared by rank) so that squared distances cannot overflow.
+    one); numpy, or cupy for cupy input. With ``rescale`` (for rank-based models, whose results do
+    not depend on the scale of Y), float64 values beyond 2^±500 are rescaled by a power of two
+    (exact) so that squared distances cannot overflow.
     """
     from ._backend import get_array_module
     if isinstance(Y, (pd.DataFrame, pd.Series)):
@@ -215,7 +217,7 @@ def prepare_representations(Y, n: int, *, precomputed: bool = False, allow_gpu: 
                          "nothing to explain.")
     if Y.shape[1] > 1 and Y.strides[1] != Y.itemsize:
         Y = xp.ascontiguousarray(Y)
-    if Y.dtype == np.float64 and not 2.0**-500 < largest < 2.0**500:
+    if rescale and Y.dtype == np.float64 and not 2.0**-500 < largest < 2.0**500:
         Y = Y * 2.0 ** -int(np.round(np.log2(largest)))
     return Y
 
@@ -225,8 +227,4 @@ def interaction_names(names):
     return [names[a] if a == b else f"{names[a]} x {names[b]}" for a, b in zip(*np.tril_indices(len(names)))]
 
 
-def check_positive_int(value, name: str, minimum: int = 1) -> int:
-    """Return ``value`` as int, or raise a clear error if it is not an integer >= minimum."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}; got {value!r}.")
-    return int(value)
+check_positive_int = _validate.positive_int  # the one integer check (fastmlem._validate), kept under this name

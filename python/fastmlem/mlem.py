@@ -16,6 +16,7 @@ from sklearn.base import BaseEstimator
 from tqdm.auto import tqdm
 
 from . import _shared
+from . import _validate as check
 from . import ops
 from ._backend import METRICS, require_cuda, to_numpy
 from .solver import AdamW, EarlyStopping
@@ -109,6 +110,9 @@ class PairSource:
             if y.shape != (len(i),):
                 raise ValueError(f"the distance callable must return one value per pair, shape ({len(i)},); "
                                  f"got shape {y.shape}.")
+            if bool(xp.isinf(y).any()):
+                raise ValueError("the distance callable returned infinite values; it must return finite "
+                                 "distances (NaN counts as missing and becomes nan_to_num).")
         else:
             y = k.neural_distances(self.Y, i, j, self.distance)
         return F, xp.nan_to_num(y, nan=self.nan_to_num)
@@ -132,6 +136,8 @@ class PairwiseModel(BaseEstimator):
     n_permutations, memory, verbose, random_seed/random_state.
     """
 
+    _rank_based = False  # True: results depend on neural distances only through their ranks
+
     def _seed(self):
         seed = self.random_state if self.random_state is not None else self.random_seed
         if isinstance(seed, (np.random.RandomState, np.random.Generator)):  # scikit-learn style
@@ -140,6 +146,18 @@ class PairwiseModel(BaseEstimator):
                                        else seed.randint(2**31))
             seed = self._drawn_seed
         return int(np.random.SeedSequence(seed).generate_state(1, np.uint64)[0])
+
+    def _check_common(self):
+        """Checks of the parameters MLEM and FRRSA share (each named, with what is allowed)."""
+        self._check_distance()
+        check.boolean(self.interactions, "interactions")
+        check.finite_float(self.nan_to_num, "nan_to_num")
+        check.positive_int(self.n_permutations, "n_permutations")
+        check.boolean(self.verbose, "verbose")
+        check.random_state(self.random_seed, "random_seed")
+        check.random_state(self.random_state, "random_state")
+        if self.batch_size is not None and not (self.batch_size == "all" and isinstance(self, MLEM)):
+            check.positive_int(self.batch_size, "batch_size", 3)
 
     def _check_distance(self):
         if not (callable(self.distance) or self.distance in METRICS + ("precomputed",)):
@@ -160,7 +178,8 @@ class PairwiseModel(BaseEstimator):
                                              return_encoding=True)
         if not new_stimuli:
             self.encoding_ = spec
-        Y_arr = prepare_representations(Y, X_enc.shape[0], precomputed=precomputed, allow_gpu=self._on_gpu())
+        Y_arr = prepare_representations(Y, X_enc.shape[0], precomputed=precomputed, allow_gpu=self._on_gpu(),
+                                        rescale=self._rank_based)
         return X_enc, names, Y_arr
 
     def _source(self, X_enc, Y, rdm=False):
@@ -260,8 +279,12 @@ class PairwiseModel(BaseEstimator):
             if X_enc.shape[-1] != self.n_features_in_:
                 raise ValueError(f"X has {X_enc.shape[-1]} features; the model was fitted on {self.n_features_in_}.")
         size = check_positive_int(self.batch_size_ if batch_size is None else batch_size, "batch_size", 3)
-        source = self._training_source() if X is None else self._source(X_enc, Y_arr)
+        check.finite_float(warning_threshold, "warning_threshold", 0.0)
         cols, P = self._column_names(), self.n_permutations
+        threads = min(check.worker_threads(), len(cols) * P)
+        check.check_memory(threads * ops.batch_bytes(size, len(cols)), f"permutation importance on {threads} "
+                           f"threads, batches of {size:,} pairs x {len(cols)} columns")
+        source = self._training_source() if X is None else self._source(X_enc, Y_arr)
         seed, perm_seed = self._seed(), (self._seed() + 1) % 2**64
         if source.fused and source.xp is np:  # the whole loop in C++
             base, permuted = ops.permutation_importance(source.X, source.targets, self.weights_, self.interactions,
@@ -347,6 +370,8 @@ class MLEM(PairwiseModel):
     get_weights() -> DataFrame (m, 1) or (m, m) lower triangle with interactions.
     """
 
+    _rank_based = True
+
     def __init__(self, interactions=False, n_permutations=5, distance="euclidean", nan_to_num=0.0,
                  batch_size=None, n_trials=16, threshold=0.01, factor=1.2, batch_size_min=256,
                  batch_size_max=2**20, max_steps=1000, lr=0.1, weight_decay=0.0, patience=50,
@@ -391,19 +416,23 @@ class MLEM(PairwiseModel):
             if index and not index.isdigit():
                 raise ValueError(f"device must be 'cuda' or 'cuda:<index>'; got {self.device!r}.")
             cp.cuda.Device(int(index) if index else 0).use()
-        self._check_distance()
-        check_positive_int(self.max_steps, "max_steps")
-        check_positive_int(self.n_permutations, "n_permutations")
-        if not self.factor > 1:
-            raise ValueError(f"factor must be > 1; got {self.factor}.")
-        check_positive_int(self.n_trials, "n_trials", 2)
-        check_positive_int(self.batch_size_min, "batch_size_min", 3)
-        if check_positive_int(self.batch_size_max, "batch_size_max", 3) < self.batch_size_min:
+        self._check_common()
+        check.positive_int(self.max_steps, "max_steps")
+        check.finite_float(self.factor, "factor", 1.0, low_open=True)
+        check.positive_int(self.n_trials, "n_trials", 2)
+        check.positive_int(self.batch_size_min, "batch_size_min", 3)
+        if check.positive_int(self.batch_size_max, "batch_size_max", 3) < self.batch_size_min:
             raise ValueError(f"batch_size_max ({self.batch_size_max}) must be >= batch_size_min "
                              f"({self.batch_size_min}).")
-        if not self.threshold > 0 or not self.lr > 0:
-            raise ValueError(f"threshold and lr must be positive; got {self.threshold} and {self.lr}.")
-        check_positive_int(self.patience, "patience")
+        check.positive_float(self.threshold, "threshold")
+        check.positive_float(self.lr, "lr")
+        check.finite_float(self.weight_decay, "weight_decay", 0.0)
+        check.positive_int(self.patience, "patience")
+        check.finite_float(self.corr_warning_threshold, "corr_warning_threshold", 0.0)
+        check.boolean(self.spd, "spd")
+        if not (isinstance(self.soft_rank_strength, str) and self.soft_rank_strength == "auto"):
+            check.positive_float(self.soft_rank_strength, "soft_rank_strength (or 'auto')")
+        check.choice(self.soft_rank_regularization, "soft_rank_regularization", ("l2", "kl"))
 
     def _train_step(self, source):
         """step(stream, w (q,), lo, hi) -> (score, grad_w (q,), lo, hi), host floats and numpy.
@@ -446,6 +475,7 @@ class MLEM(PairwiseModel):
     # ------------------------------------------------------------------ API
     def estimate_batch_size(self, X, feature_names=None):
         """Smallest batch (pairs) whose feature-distance correlations are stable across trials."""
+        self._check_params()
         X_enc, _ = encode_features(X, feature_names, precomputed=self.distance == "precomputed")
         return self._estimate_batch_size(X_enc)
 
@@ -457,6 +487,7 @@ class MLEM(PairwiseModel):
         a, b = np.triu_indices(m, 1)
         size = int(self.batch_size_min)
         features = ops.feature_distances_precomputed if X_enc.ndim == 3 else ops.feature_distances
+        corr = np.zeros((1, len(a)))  # no trial when batch_size_min == batch_size_max
         while size < self.batch_size_max:
             stream += 1
             i, j = ops.sample_pairs(n, size * self.n_trials, seed, stream)
@@ -469,7 +500,7 @@ class MLEM(PairwiseModel):
                 corr = np.nan_to_num((cov / (sd[:, :, None] * sd[:, None, :]))[:, a, b])
             if corr.std(0).max() < self.threshold:
                 break
-            size = int(size * self.factor)
+            size = max(size + 1, int(size * self.factor))  # grows even when int() rounds the product down
         if np.abs(corr.mean(0)).max() > self.corr_warning_threshold:
             warnings.warn(f"largest absolute correlation between feature distances is "
                           f"{np.abs(corr.mean(0)).max():.2g} > {self.corr_warning_threshold}: be cautious "
@@ -498,6 +529,8 @@ class MLEM(PairwiseModel):
         else:
             self.batch_size_ = (self._estimate_batch_size(X_enc) if self.batch_size is None
                                 else check_positive_int(self.batch_size, "batch_size", 3))
+        check.check_memory(ops.batch_bytes(self.batch_size_, q), f"a training batch of {self.batch_size_:,} pairs x "
+                           f"{q} columns")
         self.__dict__.pop("_rdm", None)  # a refit builds (or not) its own RDM
         train_step = self._train_step(self._training_source(steps=min(self.max_steps, 4 * self.patience)))
         rng = np.random.default_rng(self._seed())

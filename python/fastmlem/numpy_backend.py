@@ -10,9 +10,9 @@ import numpy as np
 from scipy.spatial.distance import cdist, pdist
 from scipy.stats import rankdata
 
-from ._shared import (composed_permutation_importance, minmax_scaled, pearson, pearson_grad, permuted_rows, predict, random_bits,  # noqa: F401
-                      random_permutations, sigmoid, soft_rank_strengths, softplus, splitmix64, stream_key,
-                      weights, weights_vjp)
+from ._shared import (centred, composed_permutation_importance, minmax_scaled, pearson,  # noqa: F401
+                      pearson_grad, permuted_rows, predict, random_bits, random_permutations, sigmoid,
+                      soft_rank_strengths, softplus, splitmix64, stream_key, weights, weights_vjp)
 
 _U64 = np.uint64
 _MASK32 = _U64(0xFFFFFFFF)
@@ -22,13 +22,26 @@ _MASK32 = _U64(0xFFFFFFFF)
 def sample_pairs(n: int, size: int, seed: int, stream: int = 0):
     """Pairs (i, j) drawn uniformly with replacement from [0, n)^2 (i == j allowed, as in MLEM).
 
-    Returns two int64 arrays (size,). i uses the high 32 bits, j the low 32 bits, each mapped to
-    [0, n) by a multiply-shift.
+    Returns two int64 arrays (size,). n < 2**32: i uses the high 32 bits, j the low 32 bits of
+    one draw, each mapped to [0, n) by a multiply-shift. n >= 2**32: draws 2k and 2k + 1 give i
+    and j, each mapped to [0, n) by a 64-bit multiply-shift (high half of the 128-bit product).
     """
+    if n >= 2**32:
+        h = random_bits(seed, stream, 2 * size)
+        return _mulhi64(h[0::2], _U64(n)).astype(np.int64), _mulhi64(h[1::2], _U64(n)).astype(np.int64)
     h = random_bits(seed, stream, size)
     i = ((h >> _U64(32)) * _U64(n)) >> _U64(32)
     j = ((h & _MASK32) * _U64(n)) >> _U64(32)
     return i.astype(np.int64), j.astype(np.int64)
+
+
+def _mulhi64(a, b):
+    """High 64 bits of the 128-bit products a * b (uint64), from 32-bit halves."""
+    lo, sh = _MASK32, _U64(32)
+    a0, a1, b0, b1 = a & lo, a >> sh, b & lo, b >> sh
+    p00, p01, p10, p11 = a0 * b0, a0 * b1, a1 * b0, a1 * b1
+    mid = (p00 >> sh) + (p01 & lo) + (p10 & lo)
+    return p11 + (p01 >> sh) + (p10 >> sh) + (mid >> sh)
 
 
 def all_pairs(n: int):

@@ -10,6 +10,7 @@ import functools
 
 import numpy as np
 
+from . import _validate
 from ._backend import METRICS, is_cupy, require_core
 from ._shared import pearson_grad, soft_rank_strengths
 
@@ -32,11 +33,19 @@ def _as_f64(a, name):
     return np.ascontiguousarray(a, dtype=np.float64)
 
 
+def _rank_keys(a, name):
+    """float64 keys with the order and ties of ``a``: integers beyond 2**53 (which float64 cannot
+    tell apart) are replaced by their dense rank among all values, exact and order-preserving."""
+    a = np.asarray(a)
+    if a.dtype.kind in "iu" and a.size and max(abs(int(a.min())), abs(int(a.max()))) > 2**53:
+        return np.ascontiguousarray(np.unique(a, return_inverse=True)[1].reshape(a.shape), dtype=np.float64)
+    return _as_f64(a, name)
+
+
 def sample_pairs(n: int, size: int, seed: int, stream: int = 0):
     """Pairs (i, j), two int64 arrays (size,), uniform with replacement in [0, n)^2; reproducible
     from (seed, stream) and identical to :func:`fastmlem.numpy_backend.sample_pairs`."""
-    if n < 1 or size < 0:
-        raise ValueError(f"need n >= 1 and size >= 0; got n={n}, size={size}.")
+    n, size = _validate.positive_int(n, "n"), _validate.positive_int(size, "size", 0)
     return require_core().sample_pairs(int(n), int(size), int(seed) & (2**64 - 1), int(stream) & (2**64 - 1))
 
 
@@ -80,8 +89,11 @@ def feature_distances_precomputed(X, i, j, interactions: bool = False, nan_to_nu
 
 @_gpu_twin
 def rank_average(x):
-    """Ranks 1..B along the last axis with ties averaged (scipy's rankdata 'average')."""
-    x = _as_f64(x, "x")
+    """Ranks 1..B along the last axis with ties averaged (scipy's rankdata 'average'); exact for
+    integers of any size."""
+    if np.ndim(x) == 0:
+        raise ValueError("x must have at least one axis; got a 0-d array.")
+    x = _rank_keys(x, "x")
     if np.isnan(x).any():
         raise ValueError("cannot rank NaN values.")
     return require_core().rank_average(x)
@@ -90,7 +102,9 @@ def rank_average(x):
 @_gpu_twin
 def spearman(x, y):
     """Exact Spearman correlation along the last axis (average ranks); shape x.shape[:-1]."""
-    x, y = _as_f64(x, "x"), _as_f64(y, "y")
+    if np.ndim(x) == 0 or np.ndim(y) == 0:
+        raise ValueError("x and y must have at least one axis; got a 0-d array.")
+    x, y = _rank_keys(x, "x"), _rank_keys(y, "y")
     if x.shape != y.shape or x.ndim == 0 or x.shape[-1] == 0:
         raise ValueError(f"x and y must have the same shape (non-empty); got {x.shape} and {y.shape}.")
     if np.isnan(x).any() or np.isnan(y).any():
@@ -128,10 +142,13 @@ def soft_rank(x, strength=1.0, regularization: str = "l2"):
 @_gpu_twin
 def soft_rank_vjp(state: SoftRankState, g):
     """Gradient w.r.t. x of <g, soft_rank(x)>, same shape as g."""
-    g = _as_f64(g, "g")
-    g2 = g[None] if g.ndim == 1 else g
+    shape, g = np.shape(g), _as_f64(g, "g")
+    g2 = g[None] if len(shape) == 1 else g
+    if g2.shape != state.x.shape:
+        raise ValueError(f"g must have the shape of the soft ranks, {state.x.shape} (or ({state.x.shape[1]},) "
+                         f"for one row); got {shape}.")
     out = require_core().soft_rank_vjp(g2, state.x, state.ranks, state.perm, state.block_start, state.eps, state.kl)
-    return out[0] if g.ndim == 1 else out
+    return out[0] if len(shape) == 1 else out
 
 
 @_gpu_twin
@@ -141,8 +158,10 @@ def rank_loss_grad(F, w, y, strength=1.0, regularization: str = "l2"):
     F: (B, q) predictor rows, w: (q,), y: (B,) neural targets. Returns (score, grad_w (q,)) with
     score = pearson(soft_rank(F w), soft_rank(y)); the twin is numpy_backend.rank_loss_grad.
     """
-    F = _as_f64(F, "F")
-    pred = F @ np.asarray(w, dtype=np.float64)
+    F, w, y = _as_f64(F, "F"), _as_f64(w, "w"), _as_f64(y, "y")
+    if F.ndim != 2 or w.shape != F.shape[1:] or y.shape != F.shape[:1]:
+        raise ValueError(f"need F (B, q), w (q,) and y (B,); got {F.shape}, {w.shape} and {y.shape}.")
+    pred = F @ w
     rx, state = soft_rank(pred, strength, regularization)
     ry, _ = soft_rank(y, strength, regularization)
     score, g_rank = pearson_grad(rx, ry)
@@ -196,16 +215,18 @@ def mlem_step(X, targets, interactions: bool, nan_to_num: float, batch_size: int
     soft_rank_strengths(np.zeros((1, 2)), strength)  # validates strength
     X = _features(X)
     targets = _targets(targets, X.shape[0], metric)
-    if int(batch_size) < 1:
-        raise ValueError(f"batch_size must be >= 1; got {batch_size}.")
+    batch_size = _validate.positive_int(batch_size, "batch_size")
+    q = X.shape[-1] * (X.shape[-1] + 1) // 2 if interactions else X.shape[-1]
+    _validate.check_memory(batch_bytes(batch_size, q), f"a training batch of {batch_size:,} pairs x {q} columns")
     core = require_core().MlemStep(X, targets, metric, bool(interactions), float(nan_to_num), int(batch_size),
                                    int(seed), -1.0 if strength == "auto" else float(strength), regularization == "kl")
-    q = X.shape[-1] * (X.shape[-1] + 1) // 2 if interactions else X.shape[-1]
 
     def step(stream, w, lo, hi):
         w = _as_f64(w, "w")
         if w.shape != (q,):
             raise ValueError(f"w must have shape ({q},); got {w.shape}.")
+        if not np.isfinite(w).all():
+            raise ValueError(f"the weights w must be finite; got {w}.")
         return core.step(int(stream) & (2**64 - 1), w, float(lo), float(hi))
     return step
 
@@ -314,7 +335,7 @@ def permutation_spearman(pred, permuted, y):
     (base (T,), permuted (K, T) or (T,)). Twin: ``numpy_backend.spearman`` of (pred, y) and of
     (permuted, y).
     """
-    pred, permuted, y = _as_f64(pred, "pred"), _as_f64(permuted, "permuted"), _as_f64(y, "y")
+    pred, permuted, y = _rank_keys(pred, "pred"), _rank_keys(permuted, "permuted"), _rank_keys(y, "y")
     if pred.shape != y.shape or pred.ndim != 2 or permuted.shape[-2:] != pred.shape or permuted.ndim > 3:
         raise ValueError(f"need pred and y (T, B), permuted (K, T, B) or (T, B); got {pred.shape}, "
                          f"{permuted.shape}, {y.shape}.")
@@ -342,7 +363,20 @@ def permutation_importance(X, targets, w, interactions: bool, nan_to_num: float,
     targets = _targets(targets, n, metric)
     if w.shape != (q,):
         raise ValueError(f"need w ({q},); got {w.shape}.")
+    if not np.isfinite(w).all():
+        raise ValueError(f"the weights w must be finite; got {w}.")
+    batch_size = _validate.positive_int(batch_size, "batch_size")
+    n_permutations = _validate.positive_int(n_permutations, "n_permutations")
+    threads = min(_validate.worker_threads(), q * n_permutations)
+    _validate.check_memory(threads * batch_bytes(batch_size, q),
+                           f"permutation importance on {threads} threads, batches of {batch_size:,} pairs x {q} columns")
     mask = 2**64 - 1
     return require_core().permutation_importance(X, targets, metric, w, bool(interactions), float(nan_to_num),
                                                  int(batch_size), int(seed) & mask, int(stream0) & mask,
                                                  int(perm_seed) & mask, q * int(n_permutations), int(n_permutations))
+
+
+def batch_bytes(batch_size: int, q: int) -> int:
+    """Bytes of the buffers one batch of ``batch_size`` pairs with q predictor columns takes in the
+    fused kernels (the rows, about a dozen per-pair vectors, sort buffers), per thread."""
+    return int(batch_size) * (int(q) + 16) * 8
