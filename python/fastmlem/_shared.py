@@ -55,7 +55,11 @@ def weights(params: np.ndarray, m: int, kind: str) -> np.ndarray:
 
     kind 'diag': w = softplus(v) / ||softplus(v)||_2 (m,).
     kind 'spd' : W = L L^T / ||L L^T||_F with L lower-triangular from params (row-major tril),
-                 softplus on its diagonal; returns the lower triangle of W (m(m+1)/2,).
+                 softplus on its diagonal; returns the lower triangle of W (m(m+1)/2,): the
+                 reference's form, prediction sum_{a>=b} W_ab d_a d_b = d'((W + diag W)/2)d.
+    kind 'spd_quadratic': the same SPD W, used as the quadratic form itself (prediction d'W d,
+                 the paper's Fig. 1): returns the column coefficients, W_aa on the diagonal and
+                 2 W_ab off it (lower triangle, m(m+1)/2,).
     kind 'free': w = params / ||params||_2 (unconstrained; FR-RSA-I when over interaction columns).
     """
     if kind == "diag":
@@ -63,6 +67,8 @@ def weights(params: np.ndarray, m: int, kind: str) -> np.ndarray:
         return u / np.linalg.norm(u)
     if kind == "free":  # one column: its sign is not identifiable from a unit vector, use +1
         return np.ones(1) if params.size == 1 else params / np.linalg.norm(params)
+    if kind == "spd_quadratic":
+        return weights(params, m, "spd") * _offdiag_factor(m)
     if kind == "spd":
         a, b = np.tril_indices(m)
         L = np.zeros((m, m))
@@ -73,8 +79,16 @@ def weights(params: np.ndarray, m: int, kind: str) -> np.ndarray:
     raise ValueError(kind)
 
 
+def _offdiag_factor(m: int) -> np.ndarray:
+    """(m(m+1)/2,): 1 on the diagonal entries of a row-major lower triangle, 2 off it."""
+    a, b = np.tril_indices(m)
+    return np.where(a == b, 1.0, 2.0)
+
+
 def weights_vjp(params: np.ndarray, m: int, kind: str, grad_w: np.ndarray) -> np.ndarray:
     """Gradient w.r.t. params of <grad_w, weights(params)> (analytic)."""
+    if kind == "spd_quadratic":
+        return weights_vjp(params, m, "spd", grad_w * _offdiag_factor(m))
     if kind == "free" and params.size == 1:
         return np.zeros(1)
     if kind in ("diag", "free"):

@@ -233,7 +233,10 @@ class MLEM(PairwiseModel):
     """Metric Learning Encoding Model with permutation feature importance.
 
     Parameters follow the reference package; additions: ``spd`` (False: unconstrained weights,
-    FR-RSA-I with interactions), ``soft_rank_strength`` (1.0 = reference, where the loss equals
+    FR-RSA-I with interactions), ``spd_form`` (with interactions: 'reference' = the package's
+    prediction sum_{a>=b} W_ab d_a d_b, i.e. the quadratic form (W + diag W)/2; 'quadratic' = the
+    paper's d'W d with W itself SPD; ``weights_`` are the column coefficients either way and
+    ``get_weights()`` shows the SPD matrix W), ``soft_rank_strength`` (1.0 = reference, where the loss equals
     plain Pearson; 'auto' = range / batch size, which tracks Spearman), ``soft_rank_regularization``,
     ``random_state`` (alias of ``random_seed``).
 
@@ -247,7 +250,7 @@ class MLEM(PairwiseModel):
                  batch_size_max=2**20, max_steps=1000, lr=0.1, weight_decay=0.0, patience=50,
                  device="cpu", verbose=False, memory="medium", random_seed=None,
                  corr_warning_threshold=0.5, spd=True, soft_rank_strength=1.0,
-                 soft_rank_regularization="l2", random_state=None):
+                 soft_rank_regularization="l2", random_state=None, spd_form="reference"):
         self.interactions = interactions
         self.n_permutations = n_permutations
         self.distance = distance
@@ -271,11 +274,16 @@ class MLEM(PairwiseModel):
         self.soft_rank_strength = soft_rank_strength
         self.soft_rank_regularization = soft_rank_regularization
         self.random_state = random_state
+        self.spd_form = spd_form
 
     def _kind(self):
+        if self.spd_form not in ("reference", "quadratic"):
+            raise ValueError(f"spd_form must be 'reference' or 'quadratic'; got {self.spd_form!r}.")
         if not self.spd:
             return "free"
-        return "spd" if self.interactions else "diag"
+        if not self.interactions:
+            return "diag"
+        return "spd" if self.spd_form == "reference" else "spd_quadratic"
 
     def _check_params(self):
         if self.device != "cpu" and not str(self.device).startswith("cuda"):
@@ -339,6 +347,15 @@ class MLEM(PairwiseModel):
         return composed_step
 
     # ------------------------------------------------------------------ API
+    def get_weights(self):
+        """Learned weights: DataFrame (m, 1) 'Weight', or (m, m) lower triangle of the SPD matrix W
+        with interactions (with spd_form='quadratic' W is the quadratic form, and the coefficient
+        of the column d_a d_b, a > b, is 2 W_ab)."""
+        table = super().get_weights()
+        if self.interactions and self._kind() == "spd_quadratic":
+            table = table / (2.0 - np.eye(len(table)))
+        return table
+
     def estimate_batch_size(self, X, feature_names=None):
         """Smallest batch (pairs) whose feature-distance correlations are stable across trials."""
         X_enc, _ = encode_features(X, feature_names, precomputed=self.distance == "precomputed")
