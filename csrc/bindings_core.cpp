@@ -53,6 +53,10 @@ PYBIND11_MODULE(_core, mod) {
       fastmlem::soft_rank(x.data(), eps.data(), T, B, kl, ranks.mutable_data(), perm.mutable_data(), block.mutable_data()); }
     return py::make_tuple(ranks, perm, block);
   });
+  mod.def("auto_strength", [](dArr x) {
+    py::gil_scoped_release r;
+    return fastmlem::auto_strength(x.data(), x.size());
+  });
   mod.def("soft_rank_vjp", [](dArr g, dArr x, dArr ranks, iArr perm, iArr block, dArr eps, bool kl) {
     const int64_t B = x.shape(1), T = x.shape(0);
     dArr out({T, B});

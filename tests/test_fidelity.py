@@ -95,3 +95,83 @@ def test_runner_records_both_errors_on_the_same_fits():
     assert sim.mlem_wins(res, "authors").shape[0] == 1
     with pytest.raises(ValueError, match="error"):
         sim.mlem_wins(res, "l2")
+
+
+# ------------------------------------------------------- 4. 'auto' soft-rank strength = Spearman ---
+def _typical_vectors(B, seed=0):
+    rng = np.random.default_rng(seed)
+    return {"normal": rng.standard_normal(B),
+            "heavy-tailed": rng.standard_cauchy(B),
+            "many ties": np.round(rng.standard_normal(B) * 2) / 2,
+            "categorical sum": rng.integers(0, 2, (B, 6)) @ rng.uniform(0.1, 1.0, 6),
+            "squared distances": rng.chisquare(3, B) ** 2}
+
+
+@pytest.mark.parametrize("B", [500, 20_000])
+def test_auto_soft_ranks_correlate_with_hard_ranks(B):
+    from scipy.stats import rankdata
+    from fastmlem import ops
+    for name, x in _typical_vectors(B).items():
+        hard = rankdata(x)
+        soft = ops.soft_rank(x, "auto")[0]
+        assert np.corrcoef(soft, hard)[0, 1] >= 0.999, name
+        # the former rule (range / B) pooled the bulk of the values into a few blocks
+        old = ops.soft_rank(x, (x.max() - x.min()) / B)[0]
+        if name in ("normal", "heavy-tailed"):
+            assert np.corrcoef(old, hard)[0, 1] < 0.99, name
+
+
+def test_auto_gradient_stays_informative_on_tied_predictions():
+    """Exact ranks have a zero gradient on categorical predictions (identical rows tie); the
+    'auto' strength pools neighbouring levels just enough to keep a gradient."""
+    from fastmlem import ops
+    rng = np.random.default_rng(3)
+    F = rng.integers(0, 2, (4000, 5)).astype(float)
+    w = rng.uniform(0.2, 1.0, 5)
+    y = F @ np.array([1.0, 0.5, 0.25, 0.1, 0.0]) + 0.3 * rng.standard_normal(4000)
+    _, g_exact = ops.rank_loss_grad(F, w, y, 1e-9)
+    r, g_auto = ops.rank_loss_grad(F, w, y, "auto")
+    assert np.abs(g_exact).max() < 1e-6 * np.abs(g_auto).max()
+    assert np.linalg.norm(g_auto) > 0
+    # and the loss is (close to) exact Spearman
+    from scipy.stats import spearmanr
+    assert r == pytest.approx(spearmanr(F @ w, y)[0], abs=0.01)
+    _, state = ops.soft_rank(rng.standard_normal(20_000), "auto")
+    starts = np.asarray(state.block_start)[0]
+    assert 0.05 < 1 - len(np.unique(starts)) / starts.size  # a fair share of values pooled
+
+
+def test_compiled_auto_rule_is_the_numpy_rule():
+    from fastmlem import ops
+    core = ops.require_core()
+    cases = [np.zeros(5), np.array([1.0]), np.array([2.0, 1.0]), np.arange(50.0), np.linspace(0, 1, 7) ** 3]
+    cases += list(_typical_vectors(3000, seed=4).values()) + list(_typical_vectors(101, seed=5).values())
+    for x in cases:
+        assert core.auto_strength(x) == pytest.approx(_shared.auto_strength(x), rel=1e-12, abs=0)
+
+
+@pytest.mark.parametrize("interactions", [False, True])
+def test_fused_step_under_auto_equals_the_numpy_objective(interactions):
+    """ops.mlem_step (C++, its own 'auto' rule) == the objective composed from the numpy twins,
+    with the strength from the numpy definition of the rule."""
+    from fastmlem import ops
+    rng = np.random.default_rng(6)
+    n, m, B = 61, 4, 900
+    X = rng.integers(0, 3, (n, m)).astype(float) / 2
+    D = nb.condensed_rdm(rng.normal(size=(n, 5)))
+    q = m * (m + 1) // 2 if interactions else m
+    w = rng.uniform(0.1, 1, q)
+    step = ops.mlem_step(X, D, interactions, 0.0, B, seed=3, strength="auto")
+    lo, hi = np.inf, -np.inf
+    for stream in range(3):
+        score, grad, lo, hi = step(stream, w, lo, hi)
+        i, j = nb.sample_pairs(n, B, 3, stream)
+        F = nb.feature_distances(X, i, j, interactions, 0.0)
+        y = nb.rdm_lookup(D, n, i, j)
+        y = ((y - lo) / (hi - lo + 1e-8)) ** 2
+        pred = nb.predict(F, w)
+        rx, state = nb.soft_rank(pred, _shared.auto_strength(pred))
+        ry, _ = nb.soft_rank(y, _shared.auto_strength(y))
+        r, g = _shared.pearson_grad(rx, ry)
+        assert score == pytest.approx(r, abs=1e-12)
+        np.testing.assert_allclose(grad, F.T @ nb.soft_rank_vjp(state, g), rtol=1e-8, atol=1e-10)

@@ -114,17 +114,64 @@ def weights_vjp(params: np.ndarray, m: int, kind: str, grad_w: np.ndarray) -> np
 
 
 # ------------------------------------------------------------- soft rank strength, Pearson ---
+AUTO_TARGET = 0.999  # 'auto': soft ranks correlate at least this much with the hard ranks
+_AUTO_OCTAVES, _AUTO_STEPS = 40.0, 16
+
+
+def auto_strength(x) -> float:
+    """The 'auto' soft-rank strength of one vector x (B,): the largest l2 strength under which
+    the soft ranks of x still correlate >= AUTO_TARGET (Pearson) with its hard (average) ranks.
+
+    Strengths are searched as ``range * 2**t``, t in [-40, 0], by 16 bisection steps on t; if the
+    range itself qualifies (the whole vector in one block: soft ranks affine in x, the loss is
+    then Pearson and x is already rank-like) it is returned; 1.0 for a constant vector or B < 2.
+    Small strengths give the hard ranks and a zero gradient almost everywhere; the largest one
+    that keeps the ranks pools only neighbours that are close for this x, so the gradient is
+    informative and the loss tracks Spearman. The C++ fused step (``strength_of`` in
+    csrc/cpu/mlem_step.cpp via ``auto_strength`` in csrc/cpu/softrank.cpp) follows the same steps.
+    """
+    from scipy.stats import rankdata
+    from sklearn.isotonic import isotonic_regression
+    s = -np.sort(-np.asarray(x, dtype=np.float64).ravel())  # descending, as the soft rank sorts
+    B = s.size
+    span = s[0] - s[-1] if B else 0.0
+    if B < 2 or not span > 0:
+        return 1.0
+    hard = rankdata(s, method="average")
+    hard_c = hard - hard.mean()
+    rho = np.arange(B, 0, -1, dtype=np.float64)
+
+    def rank_corr(eps):
+        z = s / eps
+        soft = z - isotonic_regression(z - rho, increasing=False)
+        soft_c = soft - soft.mean()
+        den = np.sqrt((soft_c @ soft_c) * (hard_c @ hard_c))
+        return soft_c @ hard_c / den if den > 0 else 0.0
+
+    if rank_corr(span) >= AUTO_TARGET:
+        return float(span)
+    lo, hi = -_AUTO_OCTAVES, 0.0
+    for _ in range(_AUTO_STEPS):
+        mid = 0.5 * (lo + hi)
+        if rank_corr(span * np.exp2(mid)) >= AUTO_TARGET:
+            lo = mid
+        else:
+            hi = mid
+    return float(span * np.exp2(lo))
+
+
 def soft_rank_strengths(x, strength):
-    """Per-row regularisation strength (T,) for x (T, B): a positive number, or 'auto' =
-    range / B, under which the soft rank tracks the hard rank (1.0 for a constant row).
-    numpy in -> numpy out, cupy in -> cupy out."""
-    from ._backend import get_array_module
-    xp = get_array_module(x)
+    """Per-row regularisation strength (T,) for x (T, B): a positive number, or 'auto'
+    (:func:`auto_strength` per row, on the host: by the compiled core when it is built, else by
+    the numpy definition). numpy in -> numpy out, cupy in -> cupy out."""
+    from . import _backend
+    xp = _backend.get_array_module(x)
     if isinstance(strength, str):
         if strength != "auto":
             raise ValueError(f"strength must be a positive number or 'auto'; got {strength!r}.")
-        span = x.max(1) - x.min(1)
-        return xp.where(span > 0, span / x.shape[1], 1.0)
+        rule = getattr(_backend.core, "auto_strength", auto_strength)
+        rows = np.ascontiguousarray(_backend.to_numpy(x), dtype=np.float64).reshape(x.shape[0], -1)
+        return xp.asarray([rule(row) for row in rows], dtype=xp.float64)
     if not strength > 0:
         raise ValueError(f"strength must be positive; got {strength!r}.")
     return xp.full(x.shape[0], float(strength))

@@ -237,7 +237,7 @@ class MLEM(PairwiseModel):
     prediction sum_{a>=b} W_ab d_a d_b, i.e. the quadratic form (W + diag W)/2; 'quadratic' = the
     paper's d'W d with W itself SPD; ``weights_`` are the column coefficients either way and
     ``get_weights()`` shows the SPD matrix W), ``soft_rank_strength`` (1.0 = reference, where the loss equals
-    plain Pearson; 'auto' = range / batch size, which tracks Spearman), ``soft_rank_regularization``,
+    plain Pearson; 'auto' = per vector, the largest strength whose soft ranks correlate >= 0.999 with the hard ranks, so the loss tracks Spearman), ``soft_rank_regularization``,
     ``random_state`` (alias of ``random_seed``).
 
     fit(X (n, m) features, Y (n, ...) representations) -> self
