@@ -175,3 +175,54 @@ def test_fused_step_under_auto_equals_the_numpy_objective(interactions):
         r, g = _shared.pearson_grad(rx, ry)
         assert score == pytest.approx(r, abs=1e-12)
         np.testing.assert_allclose(grad, F.T @ nb.soft_rank_vjp(state, g), rtol=1e-8, atol=1e-10)
+
+
+# ---------------------------------------------------- 5. one neural RDM definition, CPU == GPU ---
+def _offset_with_duplicates(n=200, p=64, seed=0):
+    Y = np.random.default_rng(seed).standard_normal((n, p)) + 1000.0
+    Y[7] = Y[3]
+    Y[50] = Y[3]
+    return Y
+
+
+@pytest.mark.parametrize("metric", ["euclidean", "cosine"])
+def test_cpu_rdm_is_accurate_under_an_offset(metric):
+    from fastmlem.mlem import _condensed_rdm
+    Y = _offset_with_duplicates()
+    D = _condensed_rdm(Y, metric)
+    want = nb.condensed_rdm(Y, metric)  # the oracle: direct differences
+    np.testing.assert_allclose(D, want, rtol=0, atol=1e-12 if metric == "euclidean" else 1e-14)
+    n = len(Y)
+    dup = nb.rdm_lookup(D, n, np.array([3, 3, 7]), np.array([7, 50, 50]))
+    if metric == "euclidean":
+        assert (dup == 0).all()
+
+
+@pytest.mark.parametrize("metric", ["euclidean", "cosine"])
+@pytest.mark.parametrize("block_bytes", [2**30, 8 * 200 * 7])  # one block; several row blocks
+def test_emulated_gpu_rdm_equals_the_cpu_and_the_oracle(monkeypatch, metric, block_bytes):
+    from _emulated_cuda import install
+    from fastmlem import cuda_ops
+    from fastmlem.mlem import _condensed_rdm
+    cp = install(monkeypatch)
+    Y = _offset_with_duplicates()
+    gpu = cp.asnumpy(cuda_ops.condensed_rdm(cp.asarray(Y), metric, block_bytes=block_bytes))
+    np.testing.assert_allclose(gpu, nb.condensed_rdm(Y, metric), rtol=0, atol=1e-12 if metric == "euclidean" else 1e-14)
+    np.testing.assert_allclose(gpu, _condensed_rdm(Y, metric), rtol=0, atol=1e-13)
+    if metric == "euclidean":
+        assert (nb.rdm_lookup(gpu, len(Y), np.array([3, 3, 7]), np.array([7, 50, 50])) == 0).all()
+
+
+def test_mlem_on_the_emulated_gpu_gives_the_cpu_answer_on_offset_data(monkeypatch):
+    from _emulated_cuda import install
+    rng = np.random.default_rng(2)
+    X = rng.integers(0, 2, (80, 3)).astype(float)
+    Y = X @ rng.standard_normal((3, 10)) + 0.3 * rng.standard_normal((80, 10)) + 1000.0
+    Y[5] = Y[4]
+    X[5] = X[4]
+    kw = dict(random_state=0, batch_size=500, max_steps=40, interactions=True)
+    cpu = MLEM(**kw).fit(X, Y)
+    cp = install(monkeypatch)
+    gpu = MLEM(device="cuda", **kw).fit(X, cp.asarray(Y))
+    np.testing.assert_allclose(gpu.weights_, cpu.weights_, rtol=1e-9, atol=1e-12)
+    assert gpu.best_score_ == pytest.approx(cpu.best_score_, abs=1e-12)

@@ -113,6 +113,67 @@ def weights_vjp(params: np.ndarray, m: int, kind: str, grad_w: np.ndarray) -> np
     return gL[a, b]
 
 
+# ------------------------------------------------------------ neural RDM by a Gram product ---
+def gram_operand(Y, metric: str, xp=np):
+    """The float64 operand (n, p) whose Gram product gives the RDM: Y centred for 'euclidean'
+    (same distances, and sq_i + sq_j - 2 g_ij stays accurate under an offset), rows scaled to
+    unit norm for 'cosine' (zero rows stay zero). Always a new array."""
+    Y = Y.reshape(Y.shape[0], -1).astype(xp.float64)
+    if metric == "euclidean":
+        return Y - Y.mean(axis=0)
+    norms = xp.sqrt((Y * Y).sum(axis=1, keepdims=True))
+    return Y / xp.where(norms > 0, norms, 1.0)
+
+
+def distances_from_gram(g, sq_rows, sq_cols, metric: str, xp=np):
+    """Distances from Gram entries g = <y_r, y_c> of :func:`gram_operand` and the squared norms
+    sq taken from the diagonal of the same Gram product (so identical rows get exactly 0):
+    sqrt(max(sq_r + sq_c - 2 g, 0)) for 'euclidean', 1 - g / (sqrt(sq_r) sqrt(sq_c)) for
+    'cosine' (1 where a row is zero). The CUDA kernel ``condensed_from_gram`` computes this."""
+    if metric == "euclidean":
+        return xp.sqrt(xp.maximum(sq_rows + sq_cols - 2.0 * g, 0.0))
+    den = xp.sqrt(sq_rows) * xp.sqrt(sq_cols)
+    return xp.where(den > 0, 1.0 - g / xp.where(den > 0, den, 1.0), 1.0)
+
+
+def gram_blocks(Y, metric: str, xp=np, block_bytes: int = 2**27):
+    """The Gram route to a condensed RDM, one definition for every device.
+
+    Yields (r0, r1, G, sq) for row blocks, last block first: G (r1 - r0, n) = rows r0:r1 of the
+    Gram product of :func:`gram_operand`, sq (n,) the Gram diagonal, filled from each block's
+    own diagonal as the blocks go (entries r0: are set when a block is yielded, which is all
+    that the pairs (r, c > r) of rows r0:r1 need). ``block_bytes`` bounds one block.
+    """
+    Y = gram_operand(Y, metric, xp)
+    n = Y.shape[0]
+    sq = xp.zeros(n, dtype=xp.float64)
+    rows = max(1, min(n, int(block_bytes) // max(8 * n, 1)))
+    for r0 in reversed(range(0, n, rows)):
+        r1 = min(n, r0 + rows)
+        G = xp.ascontiguousarray(Y[r0:r1] @ Y.T)
+        k = xp.arange(r1 - r0)
+        sq[r0:r1] = G[k, k + r0]
+        yield r0, r1, G, sq
+
+
+def condensed_index(r, n: int):
+    """Position in a condensed RDM of the first pair (r, r + 1) of row r."""
+    return n * r - r * (r + 1) // 2
+
+
+def condensed_rdm_gram(Y, metric: str = "euclidean", xp=np, block_bytes: int = 2**27):
+    """Condensed RDM (n(n-1)/2,) for 'euclidean' or 'cosine' by :func:`gram_blocks` and
+    :func:`distances_from_gram` (numpy or cupy; the CUDA backend runs its kernel on the same
+    blocks)."""
+    n = Y.shape[0]
+    out = xp.empty(n * (n - 1) // 2, dtype=xp.float64)
+    for r0, r1, G, sq in gram_blocks(Y, metric, xp, block_bytes):
+        upper = xp.arange(n)[None, :] > xp.arange(r0, r1)[:, None]  # pairs (r, c > r), row-major
+        D = distances_from_gram(G, sq[r0:r1, None], sq[None, :], metric, xp)
+        out[condensed_index(r0, n):condensed_index(r1, n)] = D[upper]
+    return out
+
+
 # ------------------------------------------------------------- soft rank strength, Pearson ---
 AUTO_TARGET = 0.999  # 'auto': soft ranks correlate at least this much with the hard ranks
 _AUTO_OCTAVES, _AUTO_STEPS = 40.0, 16

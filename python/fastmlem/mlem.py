@@ -26,28 +26,11 @@ _MAX_RDM_PAIRS = 50_000_000  # precompute the condensed neural RDM when it has a
 
 
 def _condensed_rdm(Y, metric):
-    """Condensed neural RDM (n(n-1)/2,), order of all_pairs: one GEMM for euclidean and cosine
-    (in place on the n x n Gram matrix, then scipy's C squareform), else the pairwise kernel."""
+    """Condensed neural RDM (n(n-1)/2,), order of all_pairs: by Gram products for euclidean and
+    cosine (_shared.condensed_rdm_gram, the definition the GPU shares), else the pairwise kernel."""
     if metric not in ("euclidean", "cosine"):
         return ops.neural_distances(Y, *nb.all_pairs(Y.shape[0]), metric)
-    Y = Y.astype(np.float64)
-    if metric == "euclidean":
-        Y = Y - Y.mean(axis=0)  # same distances; keeps sq_i + sq_j - 2 g accurate under a large offset
-    if metric == "cosine":
-        norms = np.linalg.norm(Y, axis=1, keepdims=True)
-        Y = np.divide(Y, norms, out=np.zeros_like(Y), where=norms > 0)
-    D = Y @ Y.T
-    if metric == "cosine":
-        np.subtract(1.0, D, out=D)
-    else:
-        sq = np.diag(D).copy()
-        D *= -2.0
-        D += sq[:, None]
-        D += sq[None, :]
-        np.maximum(D, 0.0, out=D)
-        np.sqrt(D, out=D)
-    np.fill_diagonal(D, 0.0)
-    return squareform(D, checks=False)
+    return _shared.condensed_rdm_gram(Y, metric)
 
 
 _MEMORY_BYTES = {"low": 2**28, "medium": 2**30, "high": 2**32}  # per full batch / importance chunk
