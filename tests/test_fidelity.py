@@ -226,3 +226,66 @@ def test_mlem_on_the_emulated_gpu_gives_the_cpu_answer_on_offset_data(monkeypatc
     gpu = MLEM(device="cuda", **kw).fit(X, cp.asarray(Y))
     np.testing.assert_allclose(gpu.weights_, cpu.weights_, rtol=1e-9, atol=1e-12)
     assert gpu.best_score_ == pytest.approx(cpu.best_score_, abs=1e-12)
+
+
+# ------------------------------------------------------------------------- 1. drop-in details ---
+def _small_problem(n=120, seed=0):
+    import pandas as pd
+    rng = np.random.default_rng(seed)
+    X = pd.DataFrame({f"f{k}": rng.choice(["A", "B"], n) for k in range(3)})
+    Y = (X.to_numpy() == "A") @ rng.standard_normal((3, 8)) + 0.5 * rng.standard_normal((n, 8))
+    return X, Y
+
+
+def test_reference_test_script_runs_with_only_the_import_changed():
+    """The reference repository's test.py, with ``from fastmlem import MLEM``."""
+    import pandas as pd
+    mlem = MLEM(batch_size=32, max_steps=5, verbose=False)
+    X = pd.DataFrame({i: np.random.choice(["A", "B"], 1024) for i in range(10)})
+    Y = pd.DataFrame({i: np.random.randn(1024) for i in range(32)})
+    mlem.fit(X, Y)
+    fi, s = mlem.score(warning_threshold=1)
+    assert fi.shape == (5, 10) and s.shape == (50,)
+
+
+def test_memory_auto_and_the_reference_attribute_names():
+    X, Y = _small_problem()
+    model = MLEM(memory="auto", random_state=0, batch_size=300, max_steps=10)
+    assert model.feature_names is None and model.batch_size_fit_ is None
+    model.fit(X, Y)
+    fi, _ = model.score()
+    auto = fi.to_numpy()
+    np.testing.assert_array_equal(auto, MLEM(memory="medium", random_state=0, batch_size=300, max_steps=10)
+                                  .fit(X, Y).score()[0].to_numpy())
+    assert model.feature_names == ["f0", "f1", "f2"]
+    assert model.batch_size_fit_ == model.batch_size_ == 300
+    for name in ("model_", "rng_"):
+        with pytest.raises(AttributeError, match="fastmlem"):
+            getattr(model, name)
+    with pytest.raises(ValueError, match="memory"):
+        MLEM(memory="huge").fit(X, Y)
+
+
+def test_torch_inputs_with_grad_and_a_torch_distance_callable():
+    torch = pytest.importorskip("torch")
+    X, Y = _small_problem()
+    kw = dict(random_state=0, batch_size=300, max_steps=10)
+    want = MLEM(**kw).fit(X, Y).weights_
+    Yt = torch.tensor(Y, requires_grad=True)
+    got = MLEM(**kw).fit(torch.tensor((X.to_numpy() == "A").astype(float), requires_grad=True), Yt).weights_
+    np.testing.assert_allclose(got, want, rtol=1e-12)
+    seen = []
+
+    def torch_euclidean(a, b):
+        seen.append((type(a), type(b)))
+        return torch.linalg.norm(a - b, dim=1)
+    # torch inputs -> the callable gets torch tensors (and may return one with grad)
+    got = MLEM(distance=torch_euclidean, **kw).fit(X, Yt).weights_
+    assert set(seen) == {(torch.Tensor, torch.Tensor)}
+    np.testing.assert_allclose(got, want, rtol=1e-9)
+    # numpy inputs, a callable written with torch (the reference README's kind)
+    got = MLEM(distance=lambda a, b: torch.linalg.norm(a - b, dim=1), **kw).fit(X, Y).weights_
+    np.testing.assert_allclose(got, want, rtol=1e-9)
+    # a numpy callable still gets numpy arrays
+    got = MLEM(distance=lambda a, b: np.linalg.norm(a - b, axis=1), **kw).fit(X, Y).weights_
+    np.testing.assert_allclose(got, want, rtol=1e-9)

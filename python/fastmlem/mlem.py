@@ -20,7 +20,7 @@ from . import numpy_backend as nb
 from . import _shared
 from . import ops
 from ._backend import require_cuda, to_numpy
-from .encoding import check_positive_int, encode_features, interaction_names, prepare_representations
+from .encoding import check_positive_int, encode_features, interaction_names, is_torch, prepare_representations
 
 _MAX_RDM_PAIRS = 50_000_000  # precompute the condensed neural RDM when it has at most this many pairs
 
@@ -33,7 +33,9 @@ def _condensed_rdm(Y, metric):
     return _shared.condensed_rdm_gram(Y, metric)
 
 
-_MEMORY_BYTES = {"low": 2**28, "medium": 2**30, "high": 2**32}  # per full batch / importance chunk
+_MEMORY_BYTES = {"low": 2**28, "medium": 2**30, "high": 2**32,  # per full batch / importance chunk
+                 "auto": 2**30}  # the reference README's default name; its code runs it as 'medium'
+
 
 
 def pair_rows(X_enc, Y, distance, interactions, nan_to_num, gpu=False):
@@ -83,6 +85,23 @@ def pair_rows(X_enc, Y, distance, interactions, nan_to_num, gpu=False):
     return rows
 
 
+def _torch_distance(distance, torch_inputs: bool):
+    """A distance callable that takes torch tensors, as in the reference, when the representations
+    were torch tensors or the callable is torch's (defined in torch, or its code names ``torch``);
+    the rows are handed over without a copy and the result is detached. Else ``distance``."""
+    code = getattr(distance, "__code__", None)
+    code_names = getattr(code, "co_names", ()) + getattr(code, "co_freevars", ())
+    torch_function = (getattr(distance, "__module__", None) or "").split(".")[0] == "torch" or "torch" in code_names
+    if not callable(distance) or not (torch_inputs or torch_function):
+        return distance
+    import torch
+
+    def call(a, b):
+        out = distance(torch.as_tensor(a), torch.as_tensor(b))
+        return out.detach() if isinstance(out, torch.Tensor) else out
+    return call
+
+
 class PairwiseModel(BaseEstimator):
     """What MLEM and FRRSA share: input checks, pair rows, the weights table and permutation importance.
 
@@ -119,11 +138,13 @@ class PairwiseModel(BaseEstimator):
                                              return_encoding=True)
         if not new_stimuli:
             self.encoding_ = spec
+        self._torch_inputs = is_torch(Y)  # a distance callable then gets torch tensors
         Y_arr = prepare_representations(Y, X_enc.shape[0], precomputed=precomputed, allow_gpu=self._on_gpu())
         return X_enc, names, Y_arr
 
     def _rows(self, X_enc, Y):
-        return pair_rows(X_enc, Y, self.distance, self.interactions, self.nan_to_num, self._on_gpu())
+        distance = _torch_distance(self.distance, getattr(self, "_torch_inputs", False))
+        return pair_rows(X_enc, Y, distance, self.interactions, self.nan_to_num, self._on_gpu())
 
     def _set_inputs(self, X_enc, names, Y_arr):
         self.feature_names_in_ = np.array(names, dtype=object)
@@ -153,7 +174,7 @@ class PairwiseModel(BaseEstimator):
         """(base, permuted) Spearman of the q * n_permutations importance tasks, composed from
         array kernels (the twin of ops.permutation_importance, for every device and distance)."""
         xp, P, w = rows.xp, self.n_permutations, rows.xp.asarray(self.weights_)
-        chunk = {"low": 1, "medium": P, "high": max(1, _MEMORY_BYTES["high"] // (3 * 8 * size))}[self.memory]
+        chunk = {"low": 1, "medium": P, "auto": P, "high": max(1, _MEMORY_BYTES["high"] // (3 * 8 * size))}[self.memory]
         base, permuted = np.empty(q * P), np.empty(q * P)
         bar = tqdm(total=q * P, desc="Permutation importance", disable=not self.verbose)
         for start in range(0, q * P, chunk):
@@ -423,3 +444,24 @@ class MLEM(PairwiseModel):
         self.n_steps_ = len(history)
         self.history_ = np.array(history)
         return self
+
+    # ------------------------------------------------- the reference's attribute names
+    @property
+    def feature_names(self):
+        """The reference's name for the feature names: list of str (None before fit)."""
+        return list(self.feature_names_in_) if hasattr(self, "feature_names_in_") else None
+
+    @property
+    def batch_size_fit_(self):
+        """The reference's name for ``batch_size_``, the batch size used by fit (None before fit)."""
+        return getattr(self, "batch_size_", None)
+
+    @property
+    def model_(self):
+        raise AttributeError("fastmlem's MLEM holds no torch model (the reference's model_): the learned weights "
+                             "are weights_ (column coefficients) and get_weights().")
+
+    @property
+    def rng_(self):
+        raise AttributeError("fastmlem's MLEM holds no torch Generator (the reference's rng_): its random streams "
+                             "are counter-based and derived from random_state / random_seed.")
