@@ -138,8 +138,8 @@ def fake_cuda_module():
             return
         Ga, sqa, o = _at(G, np.float64, (r1 - r0, ld)), _at(sq, np.float64, n), _at(out, np.float64, n * (n - 1) // 2)
         D = _shared.distances_from_gram(Ga[:, :n], sqa[r0:r1, None], sqa[None, :], names[metric], np)
-        upper = np.arange(n)[None, :] > np.arange(r0, r1)[:, None]
-        o[_shared.condensed_index(r0, n):_shared.condensed_index(r1, n)] = D[upper]
+        for r in range(r0, r1):
+            o[_shared.condensed_index(r, n):_shared.condensed_index(r + 1, n)] = D[r - r0, r + 1:]
 
     def rank_average(x, T, B, out, work, work_bytes, s):
         on_stream(s)

@@ -125,15 +125,24 @@ def gram_operand(Y, metric: str, xp=np):
     return Y / xp.where(norms > 0, norms, 1.0)
 
 
-def distances_from_gram(g, sq_rows, sq_cols, metric: str, xp=np):
+def distances_from_gram(g, sq_rows, sq_cols, metric: str, xp=np, inplace: bool = False):
     """Distances from Gram entries g = <y_r, y_c> of :func:`gram_operand` and the squared norms
     sq taken from the diagonal of the same Gram product (so identical rows get exactly 0):
-    sqrt(max(sq_r + sq_c - 2 g, 0)) for 'euclidean', 1 - g / (sqrt(sq_r) sqrt(sq_c)) for
-    'cosine' (1 where a row is zero). The CUDA kernel ``condensed_from_gram`` computes this."""
+    sqrt(max((-2 g + sq_r) + sq_c, 0)) for 'euclidean', 1 - g / (sqrt(sq_r) sqrt(sq_c)) for
+    'cosine' (1 where a row is zero). ``inplace``: overwrite g. The CUDA kernel
+    ``condensed_from_gram`` computes the same (up to the order of the additions)."""
+    d = g if inplace else g.copy()
     if metric == "euclidean":
-        return xp.sqrt(xp.maximum(sq_rows + sq_cols - 2.0 * g, 0.0))
+        d *= -2.0
+        d += sq_rows
+        d += sq_cols
+        xp.maximum(d, 0.0, out=d)
+        return xp.sqrt(d, out=d)
     den = xp.sqrt(sq_rows) * xp.sqrt(sq_cols)
-    return xp.where(den > 0, 1.0 - g / xp.where(den > 0, den, 1.0), 1.0)
+    xp.divide(d, xp.where(den > 0, den, 1.0), out=d)
+    xp.subtract(1.0, d, out=d)
+    d[xp.broadcast_to(den <= 0, d.shape)] = 1.0
+    return d
 
 
 def gram_blocks(Y, metric: str, xp=np, block_bytes: int = 2**27):
@@ -168,9 +177,9 @@ def condensed_rdm_gram(Y, metric: str = "euclidean", xp=np, block_bytes: int = 2
     n = Y.shape[0]
     out = xp.empty(n * (n - 1) // 2, dtype=xp.float64)
     for r0, r1, G, sq in gram_blocks(Y, metric, xp, block_bytes):
-        upper = xp.arange(n)[None, :] > xp.arange(r0, r1)[:, None]  # pairs (r, c > r), row-major
-        D = distances_from_gram(G, sq[r0:r1, None], sq[None, :], metric, xp)
-        out[condensed_index(r0, n):condensed_index(r1, n)] = D[upper]
+        D = distances_from_gram(G, sq[r0:r1, None], sq[None, :], metric, xp, inplace=True)
+        for r in range(r0, min(r1, n - 1)):  # row r's pairs (r, c > r) are contiguous in condensed order
+            out[condensed_index(r, n):condensed_index(r + 1, n)] = D[r - r0, r + 1:]
     return out
 
 
