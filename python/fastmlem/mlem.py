@@ -240,9 +240,12 @@ class MLEM(PairwiseModel):
     FR-RSA-I with interactions), ``spd_form`` (with interactions: 'reference' = the package's
     prediction sum_{a>=b} W_ab d_a d_b, i.e. the quadratic form (W + diag W)/2; 'quadratic' = the
     paper's d'W d with W itself SPD; ``weights_`` are the column coefficients either way and
-    ``get_weights()`` shows the SPD matrix W), ``soft_rank_strength`` (1.0 = reference, where the loss equals
-    plain Pearson; 'auto' = per vector, the largest strength whose soft ranks correlate >= 0.999 with the hard ranks, so the loss tracks Spearman), ``soft_rank_regularization``,
-    ``random_state`` (alias of ``random_seed``).
+    ``get_weights()`` shows the SPD matrix W), ``soft_rank_strength`` (1.0 = reference, where the
+    loss equals plain Pearson; 'auto' = per vector, the largest strength whose soft ranks
+    correlate >= 0.999 with the hard ranks, so the loss tracks Spearman),
+    ``soft_rank_regularization``, ``random_state`` (alias of ``random_seed``). The reference's
+    ``memory='auto'`` runs as 'medium'; its attribute names ``feature_names`` and
+    ``batch_size_fit_`` are properties here.
 
     fit(X (n, m) features, Y (n, ...) representations) -> self
     score(X=None, Y=None) -> (importances DataFrame (n_permutations, q), baseline Series)
