@@ -11,14 +11,25 @@ from .._backend import get_array_module
 RANK_TOL = 1e-10
 
 
-def nuclear(A):
-    """Nuclear norm of A (p, q) and its gradient U Vᵀ (p, q), from the thin SVD A = U S Vᵀ.
+def nuclear(A, grad: bool = True):
+    """Nuclear norm of A (p, q) and its gradient U Vᵀ (p, q) (None unless ``grad``), from the thin
+    SVD A = U S Vᵀ (singular values only when not ``grad``).
 
     Where A is rank-deficient U Vᵀ is one valid subgradient.
     """
     xp = get_array_module(A)
+    if not grad:
+        return float(xp.linalg.svd(A, compute_uv=False).sum(dtype=xp.float64)), None
     U, s, Vt = xp.linalg.svd(A, full_matrices=False)
-    return float(s.sum()), U @ Vt
+    return float(s.sum(dtype=xp.float64)), U @ Vt
+
+
+def row_space_factor(Z):
+    """F (n, r) with F Fᵀ = Z Zᵀ for Z (n, d), d > n: r = n columns from the eigendecomposition of
+    the (n, n) Gram, so every orthogonally invariant function of Z can use F instead."""
+    xp = get_array_module(Z)
+    lam, V = xp.linalg.eigh(Z @ Z.T)
+    return V * xp.sqrt(xp.maximum(lam, 0))
 
 
 def psd_inverse(C, ridge: float = 0.0):
@@ -53,8 +64,9 @@ def center_kernel(K):
     return K - row - row.T + K.mean()
 
 
-def whitener(Z, alpha: float):
-    """Partial whitening matrix W (d, d) of centred Z (n, d), and what its VJP needs.
+def whitener(C, alpha: float, n: int):
+    """Partial whitening matrix W (d, d) of centred Z (n, d) from its Gram C = ZᵀZ, and what its
+    VJP needs.
 
     W = alpha I + (1 - alpha) Cn^(-1/2), with Cn = d ZᵀZ / tr(ZᵀZ) the feature Gram normalised
     to mean eigenvalue 1, so that Z W is Z itself for alpha = 1, an exactly whitened (all
@@ -62,8 +74,7 @@ def whitener(Z, alpha: float):
     the shape of Z W unchanged for every alpha.  Eigenvalues below RANK_TOL times the largest
     are floored there (for alpha = 0 they raise instead: whitening is then undefined).
     """
-    xp = get_array_module(Z)
-    C = Z.T @ Z
+    xp = get_array_module(C)
     d = C.shape[0]
     Cn = C * (d / float(xp.trace(C)))
     lam, V = xp.linalg.eigh(Cn)
@@ -71,21 +82,22 @@ def whitener(Z, alpha: float):
     if alpha == 0.0 and float(lam[0]) <= RANK_TOL * top:
         raise ValueError(f"full whitening (CCA, alpha=0) needs linearly independent units, but "
                          f"a representation with {d} units has rank < {d} (centred rows "
-                         f"n - 1 = {Z.shape[0] - 1} must exceed the units too). Reduce its "
+                         f"n - 1 = {n - 1} must exceed the units too). Reduce its "
                          "dimension first (e.g. 'svcca') or use partial whitening, alpha > 0.")
     lam_f = xp.maximum(lam, RANK_TOL * top)
     f = alpha + (1.0 - alpha) * lam_f ** -0.5
     return (V * f) @ V.T, (Cn, float(xp.trace(C)), lam, lam_f, V, f, alpha)
 
 
-def whitener_vjp(Z, cache, GW):
-    """Gradient (n, d) with respect to Z of a scalar whose gradient w.r.t. W = whitener(Z) is GW.
+def whitener_vjp(cache, GW):
+    """Gradient (d, d) with respect to C = ZᵀZ of a scalar whose gradient w.r.t. W = whitener(C)
+    is GW (the gradient w.r.t. Z is then 2 Z times it).
 
     W = V f(Λ) Vᵀ is a spectral function of Cn: its derivative in the eigenbasis is GW's
     projection times the divided differences (f(λ_i) - f(λ_j)) / (λ_i - λ_j) (f'(λ_i) on
-    the diagonal and between equal eigenvalues); then Cn = d C / tr C and C = ZᵀZ.
+    the diagonal and between equal eigenvalues); then Cn = d C / tr C.
     """
-    xp = get_array_module(Z)
+    xp = get_array_module(GW)
     Cn, trace_c, lam, lam_f, V, f, alpha = cache
     d = Cn.shape[0]
     top = float(lam[-1])
@@ -96,5 +108,4 @@ def whitener_vjp(Z, cache, GW):
     F = xp.where(close, 0.5 * (fprime[:, None] + fprime[None, :]),
                  (f[:, None] - f[None, :]) / xp.where(close, 1.0, dl))
     G_Cn = V @ (G * F) @ V.T
-    G_C = (d / trace_c) * (G_Cn - (float((G_Cn * Cn).sum()) / d) * xp.eye(d))
-    return 2.0 * (Z @ G_C)
+    return (d / trace_c) * (G_Cn - (float((G_Cn * Cn).sum()) / d) * xp.eye(d))

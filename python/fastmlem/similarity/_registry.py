@@ -22,7 +22,7 @@ from ._kernel import debiased_cka, ensd, linear_cka, rbf_cka
 from ._regression import regression
 from ._rsa import COMPARES, DIFFERENTIABLE_COMPARES, RDMS, rsa
 from ._shape import cca, shape_nbs, svcca
-from ._validate import as_pair, center
+from ._validate import as_pair, prepare
 
 INVARIANCES = ("orthogonal", "isotropic_scale", "translation", "invertible_linear", "permutation")
 DEFAULT_FOLDS = 5
@@ -68,6 +68,7 @@ class _Family:
     cv: bool = False
     min_n: int = 2
     kind: str = "score"  # of the "score" form; other forms are distances
+    float32: bool = False  # float32 input computed in float32 (accuracy bounded and tested)
 
 
 _ORTH = _closure({"orthogonal", "isotropic_scale", "translation"})
@@ -91,22 +92,24 @@ _RDM_INVARIANCES = {"euclidean": _ORTH, "cosine": _closure({"orthogonal", "isotr
 
 FAMILIES: dict[str, _Family] = {
     "cka": _Family(linear_cka, "linear centred kernel alignment", _ORTH,
-                   forms=("score", "angular")),
+                   forms=("score", "angular"), float32=True),
     "cka-debiased": _Family(debiased_cka, "linear CKA from unbiased HSIC estimates", _ORTH,
                             min_n=4),
     "cka-rbf": _Family(rbf_cka, "CKA of RBF kernels, bandwidth sigma x median distance", _ORTH,
                        forms=("score", "angular"), params={"sigma": 1.0}),
-    "nbs": _Family(partial(shape_nbs, alpha=1.0), "normalised Bures similarity", _ORTH),
+    "nbs": _Family(partial(shape_nbs, alpha=1.0), "normalised Bures similarity", _ORTH,
+                   float32=True),
     "procrustes": _Family(partial(shape_nbs, alpha=1.0),
                           "Procrustes distance of centred, unit-Frobenius-norm data", _ORTH,
-                          forms=("angular", "euclidean")),
+                          forms=("angular", "euclidean"), float32=True),
     "shape": _Family(shape_nbs, "generalised shape metric with partial whitening alpha",
                      lambda p: _LINEAR if p["alpha"] == 0 else _ORTH,
                      forms=("angular", "euclidean", "score"), params={"alpha": 0.5}),
     "cca": _Family(cca, "mean canonical correlation", _LINEAR, min_n=3),
     "svcca": _Family(svcca, "mean canonical correlation of the top principal axes", _ORTH,
                      params={"var": 0.99}, differentiable=False, min_n=4),
-    "ensd": _Family(ensd, "effective number of shared dimensions", _ORTH, kind="dimensionality"),
+    "ensd": _Family(ensd, "effective number of shared dimensions", _ORTH, kind="dimensionality",
+                    float32=True),
     "linreg-r2": _regression_family("r2", False, {"orthogonal", "isotropic_scale", "translation"}),
     "linreg-pearson": _regression_family("pearson", False,
                                          {"isotropic_scale", "translation", "permutation"}),
@@ -118,7 +121,7 @@ for _rdm in RDMS:
         FAMILIES[f"rsa-{_rdm}-{_cmp}"] = _Family(
             partial(rsa, rdm_kind=_rdm, compare_kind=_cmp),
             f"{_cmp} correlation of {_rdm} RDMs", _RDM_INVARIANCES[_rdm],
-            differentiable=_cmp in DIFFERENTIABLE_COMPARES, center=False, min_n=3)
+            differentiable=_cmp in DIFFERENTIABLE_COMPARES, center=False, min_n=3, float32=True)
 
 _PARAM_CHECKS = {
     "alpha": (lambda v: 0.0 <= v <= 1.0, "a number in [0, 1]"),
@@ -180,17 +183,32 @@ class Measure:
 
     def _evaluate(self, X, Y, grad: bool):
         returns_cupy = is_cupy(Y)
-        X, Y, _ = as_pair(X, Y, min_n=self.min_n, name=f"measure {self.id!r}")
-        if self._spec.center:
-            X, Y = center(X), center(Y)
-        kw = dict(self.params, **({"cv": self.cv} if self._spec.cv else {}))
-        score, G = self._spec.core(X, Y, grad=grad, **kw)
+        spec = self._spec
+        X, Y, xp = as_pair(X, Y, min_n=self.min_n, name=f"measure {self.id!r}",
+                           float32=spec.float32)
+        # one place for scale: each side rescaled by a power of two (exact), centred if the
+        # family centres; every measure is invariant to it (ridge penalties rescale with Y)
+        X, _ = prepare(X, "X", center_columns=spec.center)
+        Y, sy = prepare(Y, "Y", center_columns=spec.center)
+        kw = dict(self.params, **({"cv": self.cv} if spec.cv else {}))
+        if kw.get("lambda"):
+            kw["lambda"] = min(kw["lambda"] * sy * sy, 1e300)
+        try:
+            score, G = spec.core(X, Y, grad=grad, **kw)
+        except xp.linalg.LinAlgError as exc:
+            raise ValueError(f"measure {self.id!r}: a matrix decomposition failed ({exc}); the "
+                             "data are numerically degenerate (e.g. nearly constant, or units "
+                             "far apart in scale). Standardise the units or drop "
+                             "near-constant ones.") from exc
+        if not math.isfinite(score):
+            raise ValueError(f"measure {self.id!r} is undefined for these data (got {score}); "
+                             "check for nearly constant or duplicated representations.")
         value, slope = FORMS[self.form](score)
         if not grad:
             return value, None
-        G = G * slope
-        if self._spec.center:
-            G = center(G)
+        G *= G.dtype.type(slope * sy)  # d/dY f(Y sy) = sy f'(Y sy); G is a new array
+        if spec.center:
+            G -= G.mean(axis=0, keepdims=True)
         return value, (G if returns_cupy else to_numpy(G))
 
     def __call__(self, X, Y) -> float:

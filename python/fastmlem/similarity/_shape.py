@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 
 from .._backend import get_array_module
-from ._linalg import nuclear, whitener, whitener_vjp
+from ._linalg import nuclear, row_space_factor, whitener, whitener_vjp
 from ._validate import sq
 
 
@@ -23,20 +23,43 @@ def shape_nbs(X, Y, *, alpha: float = 1.0, grad: bool):
     d||A||_* / dY_a = X_a U Vᵀ, then through W_y(Y) by ``whitener_vjp``.
     """
     if alpha == 1.0:
-        Xa, Ya = X, Y
-    else:
-        Xa = X @ whitener(X, alpha)[0]
-        Wy, cache = whitener(Y, alpha)
-        Ya = Y @ Wy
-    nuc, UVt = nuclear(Xa.T @ Ya)
-    nx, ny = math.sqrt(sq(Xa)), math.sqrt(sq(Ya))
+        return _nbs(X, Y, grad)
+    n = X.shape[0]
+    Cxx, Cyy, Cxy = X.T @ X, Y.T @ Y, X.T @ Y
+    Wx, Wy, cache = whitener(Cxx, alpha, n)[0], *whitener(Cyy, alpha, n)
+    CyyWy = Cyy @ Wy
+    nx = math.sqrt(float(((Cxx @ Wx) * Wx).sum()))  # ||X Wx||_F² = tr(Wx Cxx Wx)
+    ny = math.sqrt(float((CyyWy * Wy).sum()))
+    # X_aᵀ Y_a = Wx Cxy Wy: the (n, p) and (n, q) whitened data are never formed
+    nuc, UVt = nuclear(Wx @ Cxy @ Wy, grad)
     value = nuc / (nx * ny)
     if not grad:
         return value, None
-    G_a = (Xa @ UVt) / (nx * ny) - (value / ny ** 2) * Ya
-    if alpha == 1.0:
-        return value, G_a
-    return value, G_a @ Wy + whitener_vjp(Y, cache, Y.T @ G_a)
+    # gradient w.r.t. Y_a: G_a = X Wx UVᵀ / (nx ny) - value / ny² Y Wy, and Y_aᵀ G_a is (q, q)
+    c = 1.0 / (nx * ny)
+    WxUVt = Wx @ UVt
+    GW = c * (Cxy.T @ WxUVt) - (value / ny ** 2) * CyyWy
+    M2 = 2.0 * whitener_vjp(cache, GW) - (value / ny ** 2) * (Wy @ Wy)
+    G = X @ (c * (WxUVt @ Wy))
+    G += Y @ M2.astype(Y.dtype, copy=False)
+    return value, G
+
+
+def _nbs(X, Y, grad: bool):
+    """NBS ||XᵀY||_* / (||X|| ||Y||) and its gradient; X is first replaced by an (n, n) factor
+    with the same row Gram when it has more units than stimuli (NBS depends on X only through
+    XXᵀ), which keeps the SVD at most (n, q)."""
+    if X.shape[1] > X.shape[0]:
+        X = row_space_factor(X)
+    nuc, UVt = nuclear(X.T @ Y, grad)
+    nx, ny = math.sqrt(sq(X)), math.sqrt(sq(Y))
+    value = nuc / (nx * ny)
+    if not grad:
+        return value, None
+    t = Y.dtype.type
+    G = X @ (UVt * t(1.0 / (nx * ny)))
+    G -= t(value / ny ** 2) * Y
+    return value, G
 
 
 def cca(X, Y, *, grad: bool):
