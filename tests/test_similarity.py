@@ -386,7 +386,8 @@ def test_large_offsets_cost_no_accuracy(i):
 
 
 FLOAT32 = ["cka", "cka-angular", "nbs", "procrustes-angular", "procrustes-euclidean", "ensd",
-           "rsa-euclidean-pearson", "rsa-correlation-cosine", "rsa-cosine-spearman"]
+           "cca", "shape-alpha=0.5", "rsa-euclidean-pearson", "rsa-correlation-cosine",
+           "rsa-cosine-spearman"]
 
 
 @pytest.mark.parametrize("i", FLOAT32)
@@ -409,7 +410,20 @@ def test_float32_input_is_computed_in_float32_within_bounds(i):
         assert np.linalg.norm(G - G64) <= 1e-4 * np.linalg.norm(G64)
 
 
-@pytest.mark.parametrize("i", ["cca", "ridge-r2", "cka-debiased", "shape-alpha=0.5"])
+def test_ill_conditioned_float32_whitening_falls_back_to_float64():
+    """Units 1e3 apart in scale: whitening float32 Grams would lose digits, so CCA redoes the
+    work in float64 and matches the float64 result of the same (float32-rounded) data."""
+    X, Y = data(n=60, p=5, q=4, seed=20)
+    X[:, 0] *= 1e-3
+    X32, Y32 = X.astype(np.float32), Y.astype(np.float32)
+    m = get("cca")
+    value, G = m.value_and_grad(X32, Y32)
+    ref, G_ref = m.value_and_grad(X32.astype(np.float64), Y32.astype(np.float64))
+    assert value == pytest.approx(ref, rel=1e-7) and G.dtype == np.float64
+    np.testing.assert_allclose(G, G_ref, rtol=1e-5, atol=1e-7 * np.abs(G_ref).max())
+
+
+@pytest.mark.parametrize("i", ["ridge-r2", "cka-debiased", "linreg-pearson-cv", "cka-rbf"])
 def test_float32_input_to_float64_measures_is_upcast(i):
     X, Y = data(n=30, seed=14)
     m = get(i)

@@ -17,11 +17,13 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Callable
 
+import numpy as np
+
 from .._backend import is_cupy, to_numpy
 from ._kernel import debiased_cka, ensd, linear_cka, rbf_cka
 from ._regression import regression
 from ._rsa import COMPARES, DIFFERENTIABLE_COMPARES, RDMS, rsa
-from ._shape import cca, shape_nbs, svcca
+from ._shape import NeedsFloat64, cca, shape_nbs, svcca
 from ._validate import as_pair, prepare
 
 INVARIANCES = ("orthogonal", "isotropic_scale", "translation", "invertible_linear", "permutation")
@@ -104,8 +106,9 @@ FAMILIES: dict[str, _Family] = {
                           forms=("angular", "euclidean"), float32=True),
     "shape": _Family(shape_nbs, "generalised shape metric with partial whitening alpha",
                      lambda p: _LINEAR if p["alpha"] == 0 else _ORTH,
-                     forms=("angular", "euclidean", "score"), params={"alpha": 0.5}),
-    "cca": _Family(cca, "mean canonical correlation", _LINEAR, min_n=3),
+                     forms=("angular", "euclidean", "score"), params={"alpha": 0.5},
+                     float32=True),
+    "cca": _Family(cca, "mean canonical correlation", _LINEAR, min_n=3, float32=True),
     "svcca": _Family(svcca, "mean canonical correlation of the top principal axes", _ORTH,
                      params={"var": 0.99}, differentiable=False, min_n=4),
     "ensd": _Family(ensd, "effective number of shared dimensions", _ORTH, kind="dimensionality",
@@ -194,8 +197,12 @@ class Measure:
         if kw.get("lambda"):
             kw["lambda"] = min(kw["lambda"] * sy * sy, 1e300)
         try:
-            score, G = spec.core(X, Y, grad=grad, **kw)
-        except xp.linalg.LinAlgError as exc:
+            try:
+                score, G = spec.core(X, Y, grad=grad, **kw)
+            except NeedsFloat64:  # a float32 accuracy bound does not hold for these data
+                X, Y = X.astype(xp.float64), Y.astype(xp.float64)
+                score, G = spec.core(X, Y, grad=grad, **kw)
+        except np.linalg.LinAlgError as exc:
             raise ValueError(f"measure {self.id!r}: a matrix decomposition failed ({exc}); the "
                              "data are numerically degenerate (e.g. nearly constant, or units "
                              "far apart in scale). Standardise the units or drop "
