@@ -46,16 +46,19 @@ def sqdist(Y):
     """Squared euclidean distances between the rows of Y (n, q): (n, n), exact 0 diagonal."""
     xp = get_array_module(Y)
     s = (Y * Y).sum(axis=1)
-    D = xp.maximum(s[:, None] + s[None, :] - 2.0 * (Y @ Y.T), 0.0)
-    xp.fill_diagonal(D, 0.0)
+    D = Y @ Y.T  # then in place: no (n, n) temporaries
+    D *= -2
+    D += s[:, None]
+    D += s[None, :]
+    xp.maximum(D, 0, out=D)
+    xp.fill_diagonal(D, 0)
     return D
 
 
 def sqdist_vjp(Y, G):
     """Gradient (n, q) with respect to Y of sum_ij G_ij D_ij, D = sqdist(Y), for any G (n, n)."""
-    xp = get_array_module(Y)
     Gs = G + G.T
-    return 2.0 * (Gs.sum(axis=1)[:, None] * Y - Gs @ Y)
+    return 2 * (Gs.sum(axis=1)[:, None] * Y - Gs @ Y)
 
 
 def center_kernel(K):

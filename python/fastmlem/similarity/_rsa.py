@@ -44,7 +44,8 @@ def rdm(Z, kind: str, what: str = "the data"):
     """
     if kind == "euclidean":
         Zc = _shift(Z)
-        D = get_array_module(Z).sqrt(sqdist(Zc))
+        D = sqdist(Zc)
+        get_array_module(Z).sqrt(D, out=D)
         return D, (Zc, D)
     Zr = Z - Z.mean(axis=1, keepdims=True) if kind == "correlation" else Z
     U, norms = _unit_rows(Zr, what, kind)
@@ -72,8 +73,11 @@ def rdm_vjp(Z, kind: str, cache, G):
     xp = get_array_module(Z)
     if kind == "euclidean":
         Zc, D = cache  # d sqrt(S) = dS / (2 sqrt(S)); 0 (a subgradient) for coinciding stimuli
-        GD = xp.where(D > 0, G / (2 * xp.where(D > 0, D, 1)), 0).astype(Z.dtype, copy=False)
-        return sqdist_vjp(Zc, GD)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            G /= D  # G is ours; its diagonal (0 / 0) and coinciding stimuli are set to 0 next
+        G *= 0.5
+        G[~xp.isfinite(G)] = 0
+        return sqdist_vjp(Zc, G)
     U, norms = cache
     GU = -(G + G.T) @ U
     GZ = (GU - U * (GU * U).sum(axis=1, keepdims=True)) / norms
@@ -105,9 +109,10 @@ def _dot(A, B) -> float:
 def _correlate(Dx, Dy, center: bool, *, grad: bool):
     """Pearson (``center``) or cosine similarity of the upper triangles of two RDMs, from the
     full symmetric matrices (the factor 2 cancels), and its gradient w.r.t. the full Dy
-    (symmetric, zero diagonal; sum_ij G_ij dDy_ij is the change of the value)."""
+    (symmetric, zero diagonal; sum_ij G_ij dDy_ij is the change of the value).  Dx is
+    overwritten, and Dy too unless ``grad`` (the gradient needs it)."""
     A, na2 = _offdiagonal(Dx, center)
-    B, nb2 = _offdiagonal(Dy.copy(), center)
+    B, nb2 = _offdiagonal(Dy.copy() if grad else Dy, center)
     value = _dot(A, B) / math.sqrt(na2 * nb2)
     if not grad:
         return value, None
@@ -129,21 +134,30 @@ def upper(D):
     return out
 
 
+def _tied_pairs(v) -> float:
+    """Number of tied pairs sum_g t_g (t_g - 1) / 2 of a vector (m,), from its compiled average
+    ranks: a group of t ties starting at position k has the rank k + (t - 1) / 2, so 2 x rank
+    is an integer that names the group and ``bincount`` gives every t in O(m)."""
+    from .. import ops
+
+    key = np.rint(2 * ops.rank_average(v)).astype(np.int64)
+    size = np.bincount(key)[key]
+    return float(size.sum() - v.size) / 2
+
+
 def _kendall_tau_a(a, b) -> float:
-    """(concordant - discordant) / (m(m-1)/2) over m pairs, from scipy's tau-b and tie counts."""
+    """(concordant - discordant) / (m(m-1)/2) over m pairs, from scipy's tau-b and tie counts.
+
+    ``kendalltau(a, b)[0]`` (not ``.statistic``) reads the result of old and new scipy alike.
+    """
     from scipy.stats import kendalltau
 
     m = a.size
     total = m * (m - 1) / 2.0
-
-    def tied(v):
-        counts = np.unique(v, return_counts=True)[1]
-        return float((counts * (counts - 1) / 2.0).sum())
-
-    ta, tb = tied(a), tied(b)
+    ta, tb = _tied_pairs(a), _tied_pairs(b)
     if ta == total or tb == total:
         return 0.0
-    tau_b = kendalltau(a, b)[0]  # tau-b (the default); indexing works on old and new scipy
+    tau_b = kendalltau(a, b)[0]
     return float(tau_b) * math.sqrt((total - ta) * (total - tb)) / total
 
 
