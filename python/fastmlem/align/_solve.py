@@ -167,6 +167,8 @@ def solve(Z, group: str, B, *, tol: float, max_iter: int):
         return R, B / c, [(loss / c / c, rel) for loss, rel in history], converged
     Zcat = Z.reshape(n, K * k)
     total = float(xp.sum(Z * Z))
+    if K * k < 2 * n and (K * k) ** 2 * Z.itemsize <= GRAM_BYTES:
+        return _solve_gram(Zcat, K, group, B, total, tol=tol, max_iter=max_iter)
     history, converged = [], False
     for _ in range(max_iter):
         R = best_group_element((Zcat.T @ B).reshape(K, k, k), group)
@@ -179,6 +181,43 @@ def solve(Z, group: str, B, *, tol: float, max_iter: int):
             converged = True
             break
     return R, B, history, converged
+
+
+#: largest (K k, K k) Gram of the stacked models that ``solve`` builds (bytes)
+GRAM_BYTES = 512 * 2 ** 20
+
+
+def _solve_gram(Zcat, K: int, group: str, B, total: float, *, tol: float, max_iter: int):
+    """``solve`` through the Gram G = ZcatᵀZcat (K k, K k), when K k < 2 n.
+
+    With R stacked as Rcat (K k, k), the cross-covariances with the next barycenter
+    B' = Zcat Rcat / K are Zcatᵀ B' = G Rcat / K: one (K k)² k product per iteration instead of
+    two n K k² ones, and B itself is formed once at the end.  The norms the stopping rule needs
+    follow from the same products: |B'|² = tr(Rcatᵀ Zcatᵀ B') / K and <B', B> =
+    tr(Rcatᵀ Zcatᵀ B) / K; near convergence, where |B' - B|² from them would lose digits, it is
+    tr(ΔRᵀ G ΔR) / K² exactly.
+    """
+    xp = get_array_module(Zcat)
+    k = Zcat.shape[1] // K
+    G = Zcat.T @ Zcat
+    M = Zcat.T @ B  # Zcatᵀ B for the current barycenter
+    norm2 = float(xp.sum(B * B))
+    R_old, history, converged = None, [], False
+    for _ in range(max_iter):
+        R = best_group_element(M.reshape(K, k, k), group).reshape(K * k, k)
+        M_new = G @ R / K
+        norm2_new = float(xp.sum(R * M_new)) / K
+        change2 = norm2_new + norm2 - 2.0 * float(xp.sum(R * M)) / K
+        if change2 < 1e-6 * norm2 and R_old is not None:  # small: recompute without cancellation
+            dR = R - R_old
+            change2 = float(xp.sum(dR * (G @ dR))) / K ** 2
+        rel = (max(change2, 0.0) / max(norm2, 1e-300)) ** 0.5
+        history.append((max(total - K * norm2_new, 0.0) / K, rel))
+        M, norm2, R_old = M_new, norm2_new, R
+        if rel < tol or group == "identity":
+            converged = True
+            break
+    return R.reshape(K, k, k), Zcat @ R / K, history, converged
 
 
 def aligned_rows(Z, R):
@@ -209,9 +248,11 @@ def procrustes_distance(X, Y, *, center: bool = True, normalize: bool = True) ->
                          "same stimuli, one row each.")
     if center:
         X, Y = X - X.mean(axis=0), Y - Y.mean(axis=0)
-    # exact power-of-two rescaling (one common factor) so that no square overflows/underflows
-    c = _pow2(max(float(xp.abs(X).max()), float(xp.abs(Y).max())))
-    X, Y = X * c, Y * c
+    # exact power-of-two rescaling so that no square overflows or underflows: each array by its
+    # own factor when normalising (the scale then drops out), else both by one common factor
+    cx, cy = _pow2(float(xp.abs(X).max())), _pow2(float(xp.abs(Y).max()))
+    c = 1.0 if normalize else min(cx, cy)
+    X, Y = (X * cx, Y * cy) if normalize else (X * c, Y * c)
     if normalize:
         X, Y = X / max(float(xp.linalg.norm(X)), 1e-300), Y / max(float(xp.linalg.norm(Y)), 1e-300)
     nuclear = float(xp.linalg.svd(X.T @ Y, compute_uv=False).sum())
