@@ -139,8 +139,16 @@ class Measure:
 
     Call it as ``m(X, Y) -> float`` with X (n, p) the reference / target data and Y (n, q) the
     representation compared with it (the model, or the dataset being optimised); numpy or cupy
-    arrays (or DataFrames).  ``m.grad(X, Y)`` is the gradient w.r.t. Y, shape (n, q), of Y's
-    array type.  Inputs are never modified.
+    arrays, DataFrames, CPU torch tensors (detached) or anything numpy reads.
+    ``m.value_and_grad(X, Y)`` gives the value and the gradient w.r.t. Y, shape (n, q), of Y's
+    array type (numpy for torch input), in one pass that shares the Grams / factorisations.
+    Inputs are never modified.
+
+    Precision: float32 X and Y are computed in float32 by the measures whose float32 accuracy is
+    bounded and tested (CKA, NBS, Procrustes, ENSD, CCA and shape metrics, RSA), with scalars
+    accumulated in float64; anything else (and float64 input) runs in float64.  Values do not
+    depend on the scale of X or Y (each is rescaled by an exact power of two before any product
+    is formed; ridge penalties follow Y's scale, as the definition says).
 
     Attributes
     ----------
@@ -202,6 +210,10 @@ class Measure:
             except NeedsFloat64:  # a float32 accuracy bound does not hold for these data
                 X, Y = X.astype(xp.float64), Y.astype(xp.float64)
                 score, G = spec.core(X, Y, grad=grad, **kw)
+        except ZeroDivisionError as exc:
+            raise ValueError(f"measure {self.id!r} is undefined for these data (a norm or "
+                             "variance is zero): X or Y is constant, or constant after "
+                             "centring, at this precision.") from exc
         except np.linalg.LinAlgError as exc:
             raise ValueError(f"measure {self.id!r}: a matrix decomposition failed ({exc}); the "
                              "data are numerically degenerate (e.g. nearly constant, or units "

@@ -41,7 +41,7 @@ def _is_torch(a) -> bool:
 
 
 def native_array(a, xp, what: str):
-    """Array-like -> real-valued array of ``xp`` in its own float dtype (float32 kept), else float64.
+    """Array-like -> real array of ``xp``: float32 stays float32, anything else becomes float64.
 
     Reads numpy and cupy arrays, pandas objects, CPU torch tensors (detached, also with
     requires_grad=True), nested lists and anything ``numpy.asarray`` reads (``__array__``).
