@@ -150,6 +150,11 @@ def make_data(n, p, q, seed=0):
     return X, Y
 
 
+def ms(t):
+    """Seconds as a 7-character millisecond column."""
+    return f"{1e3 * t:7.1f}" if t < 10 else f"{1e3 * t:7.0f}"
+
+
 def rel(a, b):
     return abs(a - b) / max(abs(b), 1e-300)
 
@@ -159,7 +164,7 @@ def measure_rows(size, args, torch):
     X64, Y64 = make_data(n, p, q)
     X32, Y32 = X64.astype(np.float32), Y64.astype(np.float32)
     sync = lambda: None  # noqa: E731
-    print(f"\n== size {size}: n={n}, p={p}, q={q}; times in s (median of {args.repeat}); "
+    print(f"\n== size {size}: n={n}, p={p}, q={q}; times in ms (median of {args.repeat}); "
           "ratio = peer / fastmlem; rel = |value - fastmlem float64| / value")
     head = (f"{'measure':19s} {'dtype':7s} {'ours':>7s} {'ours+g':>7s} | {'numpy':>7s} "
             f"{'ratio':>6s} | {'torch':>7s} {'ratio':>6s} {'torch+g':>7s} {'ratio':>6s} | "
@@ -176,12 +181,12 @@ def measure_rows(size, args, torch):
             t_v, v = timed(lambda: m(Xf, Yf), args.repeat, sync)
             t_g, _ = timed(lambda: m.value_and_grad(Xf, Yf), args.repeat, sync)
             t_np, _ = timed(lambda: plain(np, name)(X, Y), args.repeat)
-            cols = [f"{t_np:7.3f} {t_np / t_v:5.2f}x"]
+            cols = [f"{ms(t_np)} {t_np / t_v:5.2f}x"]
             rel_t = "-"
             if torch is not None:
                 t_t, vt = timed(torch_runner(torch, name, X, Y, False), args.repeat)
                 t_tg, _ = timed(torch_runner(torch, name, X, Y, True), args.repeat)
-                cols.append(f"{t_t:7.3f} {t_t / t_v:5.2f}x {t_tg:7.3f} {t_tg / t_g:5.2f}x")
+                cols.append(f"{ms(t_t)} {t_t / t_v:5.2f}x {ms(t_tg)} {t_tg / t_g:5.2f}x")
                 rel_t = f"{rel(vt, exact):9.1e}"
             else:
                 cols.append(f"{'n/a':>7s} {'':6s} {'n/a':>7s} {'':6s}")
@@ -190,10 +195,10 @@ def measure_rows(size, args, torch):
                 other, label = naive_cka, "n x n"
             if other is not None:
                 t_o, _ = timed(lambda: other(X, Y), max(1, args.repeat // 2))
-                cols.append(f"{label:>6s} {t_o:7.3f} {t_o / t_v:5.2f}x")
+                cols.append(f"{label:>6s} {ms(t_o)} {t_o / t_v:5.2f}x")
             else:
                 cols.append(f"{'-':>14s} {'':6s}")
-            print(f"{name:19s} {dtype:7s} {t_v:7.3f} {t_g:7.3f} | " + " | ".join(cols)
+            print(f"{name:19s} {dtype:7s} {ms(t_v)} {ms(t_g)} | " + " | ".join(cols)
                   + f" | {rel(v, exact):8.1e} {rel_t}")
 
 

@@ -82,7 +82,8 @@ def extremes(arr, what: str):
     return lo, hi
 
 
-def as_matrix(a, what: str, xp=None, n_units: int | None = None, dtype=np.float64):
+def as_matrix(a, what: str, xp=None, n_units: int | None = None, dtype=np.float64,
+              check_finite: bool = True):
     """Check one representation and return it as an (n, d) float array of ``xp``.
 
     Parameters
@@ -92,6 +93,8 @@ def as_matrix(a, what: str, xp=None, n_units: int | None = None, dtype=np.float6
     xp : numpy or cupy; defaults to the module of ``a``.
     n_units : expected d, if known (e.g. new stimuli of a fitted model).
     dtype : float64 (default), or None to keep float32 input in float32.
+    check_finite : raise on NaN / infinite values (False when the caller checks them itself, as
+        :func:`prepare` does).
 
     Returns
     -------
@@ -112,7 +115,8 @@ def as_matrix(a, what: str, xp=None, n_units: int | None = None, dtype=np.float6
     if n_units is not None and arr.shape[1] != n_units:
         raise ValueError(f"{what} has {arr.shape[1]} units but was fitted with {n_units}; pass "
                          "the same units (columns) in the same order.")
-    extremes(arr, what)
+    if check_finite:
+        extremes(arr, what)
     return arr
 
 
