@@ -393,16 +393,21 @@ FLOAT32 = ["cka", "cka-angular", "nbs", "procrustes-angular", "procrustes-euclid
 @pytest.mark.parametrize("i", FLOAT32)
 def test_float32_input_is_computed_in_float32_within_bounds(i):
     """float32 in -> float32 arithmetic (a float32 gradient), values within 2e-5 of float64 at
-    every scale float32 can hold; float64 input stays float64."""
+    every scale float32 can hold, with offsets of 1.5 x each unit's spread (centred through the
+    Grams where the measure does so); float64 input stays float64."""
     m = get(i)
     rng = np.random.default_rng(13)
     latent = rng.standard_normal((300, 8))
     X = latent @ rng.standard_normal((8, 40)) + 0.5 * rng.standard_normal((300, 40))
     Y = latent @ rng.standard_normal((8, 30)) + rng.standard_normal((300, 30))
+    X, Y = X + 1.5 * X.std(axis=0), Y - 1.5 * Y.std(axis=0)  # offsets the Gram centring takes
     exact = m(X, Y)
     X32, Y32 = X.astype(np.float32), Y.astype(np.float32)
     for s in (1e-30, 1.0, 1e30):
         assert m(X32 * np.float32(s), Y32) == pytest.approx(exact, rel=2e-5, abs=2e-6), s
+    far = X32 + np.float32(30) * X32.std(axis=0)  # an offset the Grams cannot absorb in float32
+    assert m(far, Y32) == pytest.approx(m(far.astype(np.float64), Y32.astype(np.float64)),
+                                        rel=2e-5, abs=2e-6)
     if m.differentiable:
         value, G = m.value_and_grad(X32, Y32)
         G64 = m.grad(X, Y)

@@ -11,8 +11,8 @@ from __future__ import annotations
 import math
 
 from .._backend import get_array_module
-from ._linalg import center_kernel, sqdist, sqdist_vjp
-from ._validate import sq
+from ._linalg import center_kernel, centred_gram, sqdist, sqdist_vjp
+from ._validate import center_given, sq
 
 
 class LinearGrams:
@@ -24,32 +24,39 @@ class LinearGrams:
     :meth:`grad_y` combines X XᵀY = K Y, Y YᵀY = L Y and Y with one or two products.
     """
 
-    def __init__(self, X, Y):
+    def __init__(self, X, Y, mx=None, my=None):
         n, p = X.shape
-        self.X, self.Y = X, Y
         self.kernel = n < p + Y.shape[1]
+        if self.kernel and mx is not None:  # uncentred data: centre them (n is small here)
+            X, Y, mx = center_given(X, mx, "X"), center_given(Y, my, "Y"), None
+        self.X, self.Y = X, Y
         if self.kernel:
             A, B = X @ X.T, Y @ Y.T  # K, L
             self.xy = dot(A, B)
         else:
             A, B, self.C = X.T @ X, Y.T @ Y, X.T @ Y
+            if mx is not None:  # centre the Grams, not the data (float64 from here)
+                A = centred_gram(A, mx, mx, n, check=True)
+                B = centred_gram(B, my, my, n, check=True)
+                self.C = centred_gram(self.C, mx, my, n)
             self.xy = sq(self.C)
         self.A, self.B = A, B
         self.xx, self.yy = sq(A), sq(B)
         self.tx, self.ty = trace(A), trace(B)
 
     def grad_y(self, a: float, b: float, c: float = 0.0):
-        """a X XᵀY + b Y YᵀY + c Y, (n, q)."""
+        """a X XᵀY + b Y YᵀY + c Y, (n, q) (for uncentred X, Y: up to a constant row, which the
+        caller's final centring removes)."""
         xp = get_array_module(self.Y)
-        t = self.Y.dtype.type
+        dt = self.Y.dtype
         if self.kernel:
-            M = t(a) * self.A + t(b) * self.B
-            M[xp.diag_indices_from(M)] += t(c)
+            M = a * self.A + b * self.B
+            M[xp.diag_indices_from(M)] += c
             return M @ self.Y
-        M = t(b) * self.B
-        M[xp.diag_indices_from(M)] += t(c)
-        G = self.X @ (t(a) * self.C)
-        G += self.Y @ M
+        M = b * self.B
+        M[xp.diag_indices_from(M)] += c
+        G = self.X @ (a * self.C).astype(dt, copy=False)
+        G += self.Y @ M.astype(dt, copy=False)
         return G
 
 
@@ -64,9 +71,11 @@ def dot(A, B) -> float:
     return float((A * B).sum(dtype="float64"))
 
 
-def linear_cka(X, Y, *, grad: bool):
-    """CKA = ||XᵀY||²_F / (||XᵀX||_F ||YᵀY||_F) (Kornblith et al. 2019), in [0, 1]."""
-    g = LinearGrams(X, Y)
+def linear_cka(X, Y, *, grad: bool, mx=None, my=None):
+    """CKA = ||XᵀY||²_F / (||XᵀX||_F ||YᵀY||_F) (Kornblith et al. 2019), in [0, 1].
+
+    mx, my : column means when X, Y are given uncentred (their Grams are centred instead)."""
+    g = LinearGrams(X, Y, mx, my)
     nx, ny = math.sqrt(g.xx), math.sqrt(g.yy)
     value = g.xy / (nx * ny)
     if not grad:
@@ -152,14 +161,14 @@ def rbf_cka(X, Y, *, sigma: float = 1.0, grad: bool):
     return value, sqdist_vjp(Y, G_D)
 
 
-def ensd(X, Y, *, grad: bool):
+def ensd(X, Y, *, grad: bool, mx=None, my=None):
     """Effective number of shared dimensions (Giaffar et al. 2023).
 
     ENSD = tr(K) tr(L) tr(KL) / (tr(K²) tr(L²)) for centred linear kernels K = XXᵀ, L = YYᵀ:
     CKA times the geometric mean of the two participation ratios; ENSD(X, X) is X's
-    participation ratio tr(K)² / tr(K²).
+    participation ratio tr(K)² / tr(K²).  mx, my: as in :func:`linear_cka`.
     """
-    g = LinearGrams(X, Y)
+    g = LinearGrams(X, Y, mx, my)
     scale = g.tx * g.ty / (g.xx * g.yy)
     value = scale * g.xy
     if not grad:

@@ -19,12 +19,13 @@ from typing import Callable
 
 import numpy as np
 
-from .._backend import is_cupy, to_numpy
+from .._backend import get_array_module, is_cupy, to_numpy
 from ._kernel import debiased_cka, ensd, linear_cka, rbf_cka
 from ._regression import regression
 from ._rsa import COMPARES, DIFFERENTIABLE_COMPARES, RDMS, rsa
 from ._shape import NeedsFloat64, cca, shape_nbs, svcca
-from ._validate import as_pair, prepare
+from ._linalg import NeedsCentring
+from ._validate import as_pair, center_given, prepare
 
 INVARIANCES = ("orthogonal", "isotropic_scale", "translation", "invertible_linear", "permutation")
 DEFAULT_FOLDS = 5
@@ -71,6 +72,7 @@ class _Family:
     min_n: int = 2
     kind: str = "score"  # of the "score" form; other forms are distances
     float32: bool = False  # float32 input computed in float32 (accuracy bounded and tested)
+    lazy_center: bool = False  # core takes uncentred data + column means (centres its Grams)
 
 
 _ORTH = _closure({"orthogonal", "isotropic_scale", "translation"})
@@ -94,7 +96,7 @@ _RDM_INVARIANCES = {"euclidean": _ORTH, "cosine": _closure({"orthogonal", "isotr
 
 FAMILIES: dict[str, _Family] = {
     "cka": _Family(linear_cka, "linear centred kernel alignment", _ORTH,
-                   forms=("score", "angular"), float32=True),
+                   forms=("score", "angular"), float32=True, lazy_center=True),
     "cka-debiased": _Family(debiased_cka, "linear CKA from unbiased HSIC estimates", _ORTH,
                             min_n=4),
     "cka-rbf": _Family(rbf_cka, "CKA of RBF kernels, bandwidth sigma x median distance", _ORTH,
@@ -107,12 +109,13 @@ FAMILIES: dict[str, _Family] = {
     "shape": _Family(shape_nbs, "generalised shape metric with partial whitening alpha",
                      lambda p: _LINEAR if p["alpha"] == 0 else _ORTH,
                      forms=("angular", "euclidean", "score"), params={"alpha": 0.5},
-                     float32=True),
-    "cca": _Family(cca, "mean canonical correlation", _LINEAR, min_n=3, float32=True),
+                     float32=True, lazy_center=True),
+    "cca": _Family(cca, "mean canonical correlation", _LINEAR, min_n=3, float32=True,
+                   lazy_center=True),
     "svcca": _Family(svcca, "mean canonical correlation of the top principal axes", _ORTH,
                      params={"var": 0.99}, differentiable=False, min_n=4),
     "ensd": _Family(ensd, "effective number of shared dimensions", _ORTH, kind="dimensionality",
-                    float32=True),
+                    float32=True, lazy_center=True),
     "linreg-r2": _regression_family("r2", False, {"orthogonal", "isotropic_scale", "translation"}),
     "linreg-pearson": _regression_family("pearson", False,
                                          {"isotropic_scale", "translation", "permutation"}),
@@ -198,18 +201,18 @@ class Measure:
         X, Y, xp = as_pair(X, Y, min_n=self.min_n, name=f"measure {self.id!r}",
                            float32=spec.float32)
         # one place for scale: each side rescaled by a power of two (exact), centred if the
-        # family centres; every measure is invariant to it (ridge penalties rescale with Y)
-        X, _ = prepare(X, "X", center_columns=spec.center)
-        Y, sy = prepare(Y, "Y", center_columns=spec.center)
+        # family centres (or, lazily, its Grams are); every measure is invariant to that
+        # (ridge penalties rescale with Y)
+        # the gradient's (n, q) products are formed from centred data: an offset would cost
+        # them digits in float32; a value alone needs only Grams, centred lazily
+        lazy = spec.center and spec.lazy_center and not grad
+        X, _, *mx = prepare(X, "X", center_columns=spec.center, lazy=lazy)
+        Y, sy, *my = prepare(Y, "Y", center_columns=spec.center, lazy=lazy)
         kw = dict(self.params, **({"cv": self.cv} if spec.cv else {}))
         if kw.get("lambda"):
             kw["lambda"] = min(kw["lambda"] * sy * sy, 1e300)
         try:
-            try:
-                score, G = spec.core(X, Y, grad=grad, **kw)
-            except NeedsFloat64:  # a float32 accuracy bound does not hold for these data
-                X, Y = X.astype(xp.float64), Y.astype(xp.float64)
-                score, G = spec.core(X, Y, grad=grad, **kw)
+            score, G = self._run(X, Y, mx[0] if lazy else None, my[0] if lazy else None, grad, kw)
         except ZeroDivisionError as exc:
             raise ValueError(f"measure {self.id!r} is undefined for these data (a norm or "
                              "variance is zero): X or Y is constant, or constant after "
@@ -229,6 +232,21 @@ class Measure:
         if spec.center:
             G -= G.mean(axis=0, keepdims=True)
         return value, (G if returns_cupy else to_numpy(G))
+
+    def _run(self, X, Y, mx, my, grad: bool, kw: dict):
+        """The family's core on prepared X, Y (uncentred with column means mx, my when given),
+        redone on centred data when an offset is too large to centre the Grams afterwards
+        (NeedsCentring), and in float64 when a float32 accuracy bound fails (NeedsFloat64)."""
+        xp = get_array_module(X, Y)
+        while True:
+            try:
+                if mx is None:
+                    return self._spec.core(X, Y, grad=grad, **kw)
+                return self._spec.core(X, Y, grad=grad, mx=mx, my=my, **kw)
+            except NeedsCentring:
+                X, Y, mx, my = center_given(X, mx, "X"), center_given(Y, my, "Y"), None, None
+            except NeedsFloat64:
+                X, Y = X.astype(xp.float64), Y.astype(xp.float64)
 
     def __call__(self, X, Y) -> float:
         """The measure's value for reference X (n, p) and compared Y (n, q)."""

@@ -10,8 +10,8 @@ from __future__ import annotations
 import math
 
 from .._backend import get_array_module
-from ._linalg import nuclear, row_space_factor, whitener, whitener_vjp
-from ._validate import sq
+from ._linalg import centred_gram, nuclear, row_space_factor, whitener, whitener_vjp
+from ._validate import center_given, sq
 
 #: float32 input is whitened from float32 Grams only when both are better conditioned than this
 #: (measured error of the mean canonical correlation ~1e-8 at condition 3e3); otherwise the
@@ -23,7 +23,7 @@ class NeedsFloat64(ArithmeticError):
     """Raised by a float32 computation whose accuracy bound does not hold: redo in float64."""
 
 
-def shape_nbs(X, Y, *, alpha: float = 1.0, grad: bool):
+def shape_nbs(X, Y, *, alpha: float = 1.0, grad: bool, mx=None, my=None):
     """NBS of partially whitened data: ||X_aᵀ Y_a||_* / (||X_a||_F ||Y_a||_F), in [0, 1].
 
     X_a = X W_x with W = alpha I + (1 - alpha) Cn^(-1/2) (see ``whitener``).  alpha = 1 is the
@@ -31,12 +31,20 @@ def shape_nbs(X, Y, *, alpha: float = 1.0, grad: bool):
     alpha = 0 gives sum(canonical correlations) / sqrt(p q).  Units need not match (p != q is
     the same as zero-padding the smaller one).  Gradient: with A = X_aᵀY_a = U S Vᵀ,
     d||A||_* / dY_a = X_a U Vᵀ, then through W_y(Y) by ``whitener_vjp``.
+    mx, my : column means when X, Y are given uncentred (the Grams are centred instead).
     """
     if alpha == 1.0:
+        if mx is not None:
+            X, Y = center_given(X, mx, "X"), center_given(Y, my, "Y")
         return _nbs(X, Y, grad)
     n = X.shape[0]
     # the three Grams in the data's dtype (the O(n (p + q)²) work), everything after in float64
-    Cxx, Cyy, Cxy = (A.astype("float64", copy=False) for A in (X.T @ X, Y.T @ Y, X.T @ Y))
+    Cxx, Cyy, Cxy = X.T @ X, Y.T @ Y, X.T @ Y
+    if mx is None:
+        Cxx, Cyy, Cxy = (A.astype("float64", copy=False) for A in (Cxx, Cyy, Cxy))
+    else:
+        Cxx, Cyy = centred_gram(Cxx, mx, mx, n, check=True), centred_gram(Cyy, my, my, n, check=True)
+        Cxy = centred_gram(Cxy, mx, my, n)
     (Wx, cache_x), (Wy, cache) = whitener(Cxx, alpha, n), whitener(Cyy, alpha, n)
     if X.dtype != "float64":
         for lam in (cache_x[2], cache[2]):
@@ -77,14 +85,14 @@ def _nbs(X, Y, grad: bool):
     return value, G
 
 
-def cca(X, Y, *, grad: bool):
+def cca(X, Y, *, grad: bool, mx=None, my=None):
     """Mean canonical correlation, sum_i rho_i / min(p, q), in [0, 1]; needs n > p and n > q.
 
     From the fully whitened NBS: sum_i rho_i = ||Q_xᵀ Q_y||_* for orthonormal bases Q of the
     column spaces, and shape_nbs(alpha=0) = sum_i rho_i / sqrt(p q).
     """
     p, q = X.shape[1], Y.shape[1]
-    value, G = shape_nbs(X, Y, alpha=0.0, grad=grad)
+    value, G = shape_nbs(X, Y, alpha=0.0, grad=grad, mx=mx, my=my)
     factor = math.sqrt(p * q) / min(p, q)
     return value * factor, (None if G is None else G * factor)
 
