@@ -12,7 +12,7 @@ import math
 
 from .._backend import get_array_module
 from ._linalg import center_kernel, centred_gram, sqdist, sqdist_vjp
-from ._validate import center_given, sq
+from ._validate import center_given, dot, sq
 
 
 class LinearGrams:
@@ -62,13 +62,6 @@ class LinearGrams:
 
 def trace(A) -> float:
     return float(A.trace(dtype=A.dtype if A.dtype == "float64" else "float64"))
-
-
-def dot(A, B) -> float:
-    """<A, B>_F accumulated in float64."""
-    if A.dtype == "float64":
-        return float(A.ravel() @ B.ravel())
-    return float((A * B).sum(dtype="float64"))
 
 
 def linear_cka(X, Y, *, grad: bool, mx=None, my=None):

@@ -16,7 +16,7 @@ import numpy as np
 
 from .._backend import get_array_module, to_numpy
 from ._linalg import sqdist, sqdist_vjp
-from ._validate import sq
+from ._validate import dot, sq
 
 RDMS = ("euclidean", "correlation", "cosine")
 COMPARES = ("pearson", "spearman", "kendall-tau-a", "cosine")
@@ -92,18 +92,11 @@ def _offdiagonal(D, center: bool):
     if center:
         D -= D.dtype.type(float(D.sum(dtype=xp.float64)) / (n * (n - 1)))
         xp.fill_diagonal(D, 0)
-    norm2 = _dot(D, D)
+    norm2 = dot(D, D)
     if norm2 == 0:
         raise ValueError("an RDM has no variation across stimulus pairs (all dissimilarities "
                          "equal), so its correlation with another RDM is undefined.")
     return D, norm2
-
-
-def _dot(A, B) -> float:
-    xp = get_array_module(A)
-    if A.dtype == xp.float64:
-        return float(A.ravel() @ B.ravel())
-    return float((A * B).sum(dtype=xp.float64))
 
 
 def _correlate(Dx, Dy, center: bool, *, grad: bool):
@@ -113,7 +106,7 @@ def _correlate(Dx, Dy, center: bool, *, grad: bool):
     overwritten, and Dy too unless ``grad`` (the gradient needs it)."""
     A, na2 = _offdiagonal(Dx, center)
     B, nb2 = _offdiagonal(Dy.copy() if grad else Dy, center)
-    value = _dot(A, B) / math.sqrt(na2 * nb2)
+    value = dot(A, B) / math.sqrt(na2 * nb2)
     if not grad:
         return value, None
     t = A.dtype.type

@@ -229,3 +229,10 @@ def sq(A) -> float:
     if v.dtype == np.float64:
         return float(v @ v)
     return float((v * v).sum(dtype=np.float64))
+
+
+def dot(A, B) -> float:
+    """<A, B>_F of two arrays of one shape as a Python float (accumulated in float64)."""
+    if A.dtype == np.float64:
+        return float(A.ravel() @ B.ravel())
+    return float((A * B).sum(dtype=np.float64))
