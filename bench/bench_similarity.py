@@ -13,7 +13,9 @@ One run, same data, side by side (median wall time over --repeat runs):
 * RSA: rsatoolbox (``calc_rdm`` + ``compare``) when importable, and plain torch for Pearson RSA,
   at n = 1,000 and 5,000 stimuli.
 
-Each row gives the times, the ratio peer / fastmlem (> 1: fastmlem faster) and the relative
+The routes of one row run in turn (round robin), so that a shared machine's load falls on all
+of them alike.  Each row gives the times, the ratio peer / fastmlem (> 1: fastmlem faster) and
+the relative
 difference of each value from fastmlem's float64 value (a correctness check: float32 routes
 differ by their rounding).
 
@@ -37,6 +39,22 @@ SIZES = {"S": (1000, 100, 100), "M": (10000, 1000, 1000), "L": (50000, 512, 512)
 MEASURES = ["cka", "nbs", "procrustes-angular", "ensd", "cca"]
 RSA_MEASURES = ["rsa-correlation-pearson", "rsa-euclidean-pearson", "rsa-correlation-spearman",
                 "rsa-euclidean-spearman", "rsa-correlation-kendall-tau-a"]
+
+
+def race(fns, repeat, sync=lambda: None):
+    """Median wall times of several functions run in turn (round robin), so that the load of a
+    shared machine falls on all of them alike; ``repeat`` rounds (more, up to 50, while a round
+    takes under 0.1 s).  Returns (list of medians, list of last outputs)."""
+    times, outs = [[] for _ in fns], [None] * len(fns)
+    rounds = 0
+    while rounds < repeat or (rounds < 50 and sum(t[-1] for t in times) * rounds < 0.5):
+        for i, fn in enumerate(fns):
+            t0 = time.perf_counter()
+            outs[i] = fn()
+            sync()
+            times[i].append(time.perf_counter() - t0)
+        rounds += 1
+    return [statistics.median(t) for t in times], outs
 
 
 def timed(fn, repeat, sync=lambda: None):
@@ -178,16 +196,18 @@ def measure_rows(size, args, torch):
             if args.gpu:
                 import cupy as cp
                 Xf, Yf, sync = cp.asarray(X), cp.asarray(Y), cp.cuda.Device().synchronize
-            t_v, v = timed(lambda: m(Xf, Yf), args.repeat, sync)
-            t_g, _ = timed(lambda: m.value_and_grad(Xf, Yf), args.repeat, sync)
-            t_np, _ = timed(lambda: plain(np, name)(X, Y), args.repeat)
+            fns = [lambda: m(Xf, Yf), lambda: m.value_and_grad(Xf, Yf),
+                   lambda: plain(np, name)(X, Y)]
+            if torch is not None:
+                fns += [torch_runner(torch, name, X, Y, False), torch_runner(torch, name, X, Y, True)]
+            t, out = race(fns, args.repeat, sync)
+            (t_v, t_g, t_np), v = t[:3], out[0]
             cols = [f"{ms(t_np)} {t_np / t_v:5.2f}x"]
             rel_t = "-"
             if torch is not None:
-                t_t, vt = timed(torch_runner(torch, name, X, Y, False), args.repeat)
-                t_tg, _ = timed(torch_runner(torch, name, X, Y, True), args.repeat)
+                t_t, t_tg = t[3:]
                 cols.append(f"{ms(t_t)} {t_t / t_v:5.2f}x {ms(t_tg)} {t_tg / t_g:5.2f}x")
-                rel_t = f"{rel(vt, exact):9.1e}"
+                rel_t = f"{rel(out[3], exact):9.1e}"
             else:
                 cols.append(f"{'n/a':>7s} {'':6s} {'n/a':>7s} {'':6s}")
             other, label = netrep_metric(name), "netrep"
@@ -239,7 +259,7 @@ def torch_rsa_pearson(torch, X, Y):
 def rsa_rows(args, torch):
     for n in args.rsa_n:
         X, Y = make_data(n, args.rsa_p, args.rsa_p, seed=1)
-        print(f"\n== RSA: n={n} stimuli ({n * (n - 1) // 2:,} pairs), p=q={args.rsa_p}; float64 "
+        print(f"\n== RSA: n={n} stimuli ({n * (n - 1) // 2:,} pairs), p=q={args.rsa_p}; s; float64 "
               "input (float32 in parentheses); ratio = peer / fastmlem (rsatoolbox's "
               "'euclidean' RDM is the squared distance / p, hence its rel)")
         head = (f"{'measure':29s} {'ours':>7s} {'(f32)':>7s} {'ours+g':>7s} | {'rsatoolbox':>10s} "
@@ -252,20 +272,22 @@ def rsa_rows(args, torch):
             if "kendall" in name and n > args.kendall_max_n:
                 print(f"{name:29s} skipped above n={args.kendall_max_n} (--kendall-max-n)")
                 continue
-            t_v, v = timed(lambda: m(X, Y), repeat)
-            t_32, _ = timed(lambda: m(X32, Y32), repeat)
-            g = (f"{timed(lambda: m.value_and_grad(X, Y), repeat)[0]:7.3f}"
-                 if m.differentiable else f"{'-':>7s}")
+            fns = {"v": lambda: m(X, Y), "32": lambda: m(X32, Y32)}
+            if m.differentiable:
+                fns["g"] = lambda: m.value_and_grad(X, Y)
             peer = rsatoolbox_runner(name, X, Y)
             if peer is not None and not ("kendall" in name and n > args.rsatoolbox_kendall_max_n):
-                t_p, vp = timed(peer, max(1, repeat // 2))
-                col = f"{t_p:10.3f} {t_p / t_v:5.2f}x {rel(vp, v):8.1e}"
-            else:
-                col = f"{'n/a':>10s} {'':6s} {'':8s}"
-            tcol = ""
+                fns["peer"] = peer
             if torch is not None and name == "rsa-correlation-pearson":
-                t_t, _ = timed(torch_rsa_pearson(torch, X32, Y32), repeat)
-                tcol = f"{t_t:9.3f} {t_t / t_32:5.2f}x (vs ours f32)"
+                fns["torch"] = torch_rsa_pearson(torch, X32, Y32)
+            t, out = race(list(fns.values()), repeat)
+            t, out = dict(zip(fns, t)), dict(zip(fns, out))
+            t_v, t_32, v = t["v"], t["32"], out["v"]
+            g = f"{t['g']:7.3f}" if "g" in t else f"{'-':>7s}"
+            col = (f"{t['peer']:10.3f} {t['peer'] / t_v:5.2f}x {rel(out['peer'], v):8.1e}"
+                   if "peer" in t else f"{'n/a':>10s} {'':6s} {'':8s}")
+            tcol = (f"{t['torch']:9.3f} {t['torch'] / t_32:5.2f}x (vs ours f32)"
+                    if "torch" in t else "")
             print(f"{name:29s} {t_v:7.3f} {t_32:7.3f} {g} | {col} | {tcol}")
 
 
