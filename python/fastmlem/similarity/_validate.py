@@ -225,14 +225,23 @@ def center(A):
 
 def sq(A) -> float:
     """Squared Frobenius norm of A as a Python float (accumulated in float64)."""
-    v = A.ravel()
-    if v.dtype == np.float64:
-        return float(v @ v)
-    return float((v * v).sum(dtype=np.float64))
+    return dot(A, A)
 
 
 def dot(A, B) -> float:
-    """<A, B>_F of two arrays of one shape as a Python float (accumulated in float64)."""
-    if A.dtype == np.float64:
-        return float(A.ravel() @ B.ravel())
-    return float((A * B).sum(dtype=np.float64))
+    """<A, B>_F of two arrays of one shape as a Python float, accumulated in float64.
+
+    float32: products summed in float32 over blocks of 64 (short sums, a few ulps), the block
+    sums in float64, without converting the arrays (a float64 accumulation of float32 data
+    costs numpy a buffered cast, 5-10x slower).
+    """
+    xp = get_array_module(A)
+    a, b = A.ravel(), B.ravel()
+    if a.dtype == xp.float64:
+        return float(a @ b)
+    k = a.size // 64 * 64
+    total = float(xp.einsum("ij,ij->i", a[:k].reshape(-1, 64), b[:k].reshape(-1, 64))
+                  .sum(dtype=xp.float64))
+    if k < a.size:
+        total += float((a[k:].astype(xp.float64) * b[k:]).sum())
+    return total
