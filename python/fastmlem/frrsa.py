@@ -175,7 +175,7 @@ class FRRSA(PairwiseModel):
             c, b = _ridge_path(F[tr], y[tr], [f], self.nonnegative)
             coefs.append(c[0]); icpts.append(b[0]); chosen.append(f)
             scores.append(self._score_pairs(F[te] @ c[0] + b[0], y[te]))
-        self.coef_ = np.mean(coefs, axis=0)
+        self.coef_ = np.where(self._constant_columns(), 0.0, np.mean(coefs, axis=0))
         self.intercept_ = float(np.mean(icpts))
         norm = np.linalg.norm(self.coef_)
         self.weights_ = self.coef_ / norm if norm > 0 else self.coef_.copy()

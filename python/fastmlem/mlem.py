@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 from . import numpy_backend as nb
 from . import ops
 from ._backend import require_cuda, to_numpy
-from .encoding import check_positive_int, encode_features, interaction_names, prepare_representations
+from .encoding import check_positive_int, constant_features, encode_features, interaction_names, prepare_representations
 
 _MAX_RDM_PAIRS = 50_000_000  # precompute the condensed neural RDM when it has at most this many pairs
 
@@ -145,6 +145,15 @@ class PairwiseModel(BaseEstimator):
         self.feature_names_in_ = np.array(names, dtype=object)
         self.n_features_in_ = X_enc.shape[-1]
         self.X_, self.Y_ = X_enc, Y_arr
+
+    def _constant_columns(self):
+        """Mask (q,) of the predictor columns of a feature constant among the training stimuli: they are
+        0 on every training pair, so their weight is set to 0 (and their importance is then 0)."""
+        constant = constant_features(self.X_)
+        if not self.interactions:
+            return constant
+        a, b = np.tril_indices(len(constant))
+        return constant[a] | constant[b]
 
     def _check_fitted(self):
         if not hasattr(self, "weights_"):
@@ -418,6 +427,11 @@ class MLEM(PairwiseModel):
             bar.set_postfix(score=f"{best:.4f}")
         self.params_ = best_params
         self.weights_ = nb.weights(best_params, m, kind)
+        drop = self._constant_columns()
+        if drop.any():  # columns 0 on every training pair: same fit; unit norm as nb.weights (Frobenius for spd)
+            w = np.where(drop, 0.0, self.weights_)
+            a, b = np.tril_indices(m) if kind == "spd" else (0, 0)
+            self.weights_ = w / np.sqrt(np.sum(np.where(a != b, 2.0, 1.0) * w * w))
         self.best_score_ = float(best)
         self.n_steps_ = len(history)
         self.history_ = np.array(history)
