@@ -139,25 +139,20 @@ def _connect(backend):
                               "running.") from err
 
 
-def _run(func, tasks, shared, n_jobs, backend):
+def _run(func, tasks, shared, n_jobs, backend, client):
     """[func(*shared values named by keys, *args) for (keys, args) in tasks], in order.
 
-    joblib (threads unless ``backend`` names another joblib backend) or Dask: there the shared
-    objects are scattered to every worker once and tasks get references to them.
+    joblib (threads unless ``backend`` names another joblib backend), or the Dask ``client``: then
+    the shared objects are scattered to every worker once and tasks get references to them.
     """
-    client, owned = _connect(backend)
-    try:
-        if client is None:
-            from joblib import Parallel, delayed
-            kwargs = dict(prefer="threads") if backend is None else dict(backend=backend)
-            return Parallel(n_jobs=n_jobs, **kwargs)(delayed(func)(*(shared[k] for k in keys), *args)
-                                                     for keys, args in tasks)
-        remote = {k: client.scatter(v, broadcast=True, hash=False) for k, v in shared.items()}
-        futures = [client.submit(func, *(remote[k] for k in keys), *args, pure=False) for keys, args in tasks]
-        return client.gather(futures)
-    finally:
-        if owned:
-            client.close()
+    if client is None:
+        from joblib import Parallel, delayed
+        kwargs = dict(prefer="threads") if backend is None else dict(backend=backend)
+        return Parallel(n_jobs=n_jobs, **kwargs)(delayed(func)(*(shared[k] for k in keys), *args)
+                                                 for keys, args in tasks)
+    remote = {k: client.scatter(v, broadcast=True, hash=False) for k, v in shared.items()}
+    futures = [client.submit(func, *(remote[k] for k in keys), *args, pure=False) for keys, args in tasks]
+    return client.gather(futures)
 
 
 def _importance(model, X, Y, square, idx=None, seed=None):
@@ -249,7 +244,7 @@ def cross_validate(estimator, X, Y, cv=5, groups=None, n_jobs=None, backend=None
         keys = [(name, k) for name in targets for k in range(len(splits))]
         tasks = [(("X", ("Y", name)), (model, *splits[k], _seed_of(_child(root, 1, t, k)), square))
                  for t, name in enumerate(targets) for k in range(len(splits))]
-        tables = _run(_cv_task, tasks, shared, n_jobs, client if client is not None else backend)
+        tables = _run(_cv_task, tasks, shared, n_jobs, backend, client)
     finally:
         if owned:
             client.close()
@@ -313,7 +308,7 @@ def permutation_test(estimator, X, Y, n_null=200, n_boot=0, n_jobs=None, backend
         shared = {"X": X, **{("Y", t): Yt for t, Yt in targets.items()}}
         tasks = [(("X", ("Y", name)), (model, _child(root, 1, t, r), kind, square))
                  for t, name in enumerate(targets) for r, kind in enumerate(kinds)]
-        results = _run(_refit_task, tasks, shared, n_jobs, client if client is not None else backend)
+        results = _run(_refit_task, tasks, shared, n_jobs, backend, client)
     finally:
         if owned:
             client.close()
