@@ -253,11 +253,15 @@ def test_summary_figure_and_table_export(tmp_path):
     matplotlib.use("Agg")
     from fastmlem import plot
     X, Ys = data(n=30, signal=3.0, targets=3)
-    Ys = {f"layer_{i}": Y for i, Y in enumerate(Ys)}
+    Ys = {f"layer_{i}": Y for i, Y in zip([2, 0, 1], Ys)}  # not in sorted order
     cv = fastmlem.cross_validate(MLEM(**FAST), X, Ys, cv=3, random_state=0)
     test = fastmlem.permutation_test(MLEM(**FAST), X, Ys, n_null=19, n_boot=5, random_state=0)
     summary = studies.summarize(cv, test)
     assert len(summary) == 9 and {"cv_importance", "cv_sd", "test_spearman", "p_value", "ci_low"} <= set(summary)
+    assert list(summary["target"].unique()) == list(Ys) and list(summary["feature"].unique()) == list(X.columns)
+    first = summary.iloc[0]
+    assert first["cv_importance"] == pytest.approx(cv.query("target == 'layer_2' and feature == 'f0'")["importance"].mean())
+    assert first["p_value"] == test.query("target == 'layer_2' and feature == 'f0'")["p_value"].item()
     ax = plot.study_importance(summary)
     assert [t.get_text() for t in ax.get_xticklabels()] == list(Ys)
     assert len([t for t in ax.texts if t.get_text() == "*"]) == (summary["p_adjusted"] < 0.05).sum()

@@ -211,7 +211,7 @@ def _run_study(args, features, targets):
     start, cv, test = time.perf_counter(), None, None
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # batch-size notes; constant features still named below
-        warnings.simplefilter("always", studies.ConstantFeatureWarning)
+        warnings.simplefilter("default", studies.ConstantFeatureWarning)
         if args.cv:
             cv = studies.cross_validate(model, features, targets, cv=args.cv, **run)
             print(f"{args.cv}-fold cross-validation of {len(cv['target'].unique())} target(s): "

@@ -363,4 +363,7 @@ def summarize(cv=None, test=None):
             cv_importance=("importance", "mean"), cv_sd=("importance", "std"), test_spearman=("test_spearman", "mean")))
     if test is not None:
         parts.append(test.set_index(["target", "feature"]))
-    return (parts[0] if len(parts) == 1 else parts[0].join(parts[1], how="outer", sort=False)).reset_index()
+    if len(parts) == 2:  # an outer join sorts the keys: put targets and features back in their order
+        order = parts[0].index.append(parts[1].index).drop_duplicates()
+        parts = [parts[0].join(parts[1], how="outer").reindex(order)]
+    return parts[0].reset_index()
