@@ -61,12 +61,15 @@ def main():
     cv = timed(f"cross_validate, joblib {args.jobs} threads",
                lambda: fastmlem.cross_validate(model, features, reps, cv=args.folds, n_jobs=args.jobs,
                                                random_state=0), results)
-    if not args.skip_dask:
+    for processes in ([] if args.skip_dask else [True, False]):
+        # worker processes (what a cluster runs; dask sets OMP_NUM_THREADS=1 in them), or worker threads
+        # in this process (the same kernel threads as joblib): cluster start-up is not timed
         from distributed import Client, LocalCluster
-        with LocalCluster(n_workers=args.jobs, threads_per_worker=1, processes=True,
+        kind = "processes" if processes else "threads in-process"
+        with LocalCluster(n_workers=args.jobs, threads_per_worker=1, processes=processes,
                           dashboard_address=None) as cluster, Client(cluster) as client:
             client.run(lambda: warnings.simplefilter("ignore", UserWarning))
-            cv_dask = timed(f"cross_validate, Dask LocalCluster {args.jobs} processes x 1 thread",
+            cv_dask = timed(f"cross_validate, Dask LocalCluster {args.jobs} {kind} x 1 thread",
                             lambda: fastmlem.cross_validate(model, features, reps, cv=args.folds, backend=client,
                                                             random_state=0), results)
         print(f"  Dask table identical to joblib's: {cv.equals(cv_dask)}")
