@@ -132,7 +132,7 @@ def test_precomputed_gives_the_same_model_as_features(interactions):
     (lambda X, Y: (X, Y[:-1]), ValueError, "rows"),
     (lambda X, Y: (X.iloc[:2], Y[:2]), ValueError, "at least 3"),
     (lambda X, Y: (X, np.where(np.arange(Y.size).reshape(Y.shape) == 5, np.nan, Y)), ValueError, "NaN"),
-    (lambda X, Y: (X.assign(c="same"), Y), ValueError, "constant"),
+    (lambda X, Y: (pd.DataFrame({"c": ["same"] * len(Y), "d": 1.0}), Y), ValueError, "every feature"),
     (lambda X, Y: (pd.DataFrame(index=range(len(Y))), Y), ValueError, "empty"),
 ])
 def test_bad_inputs(make, err, match):

@@ -6,6 +6,8 @@ core is built):
 - :class:`fastmlem.MLEM`: metric learning encoding model with permutation feature importance.
 - :mod:`fastmlem.ops`: array-level kernels (numpy in -> numpy out, cupy in -> cupy out).
 - :mod:`fastmlem.numpy_backend`: the plain numpy/scipy twins of every kernel (test oracles).
+- :func:`fastmlem.cross_validate`, :func:`fastmlem.permutation_test`, :func:`fastmlem.spearman_scorer`:
+  studies (targets x folds, null refits) on threads or a Dask cluster (:mod:`fastmlem.studies`).
 - :mod:`fastmlem.similarity`, :mod:`fastmlem.align`, :mod:`fastmlem.simulate`,
   :mod:`fastmlem.datasets`, :mod:`fastmlem.plot`: tools built on top.
 """
@@ -17,9 +19,12 @@ _LAZY = {
     "MLEM": ("fastmlem.mlem", "MLEM"),
     "FRRSA": ("fastmlem.frrsa", "FRRSA"),
     "BarycentricAlignment": ("fastmlem.align", "BarycentricAlignment"),
+    "cross_validate": ("fastmlem.studies", "cross_validate"),
+    "permutation_test": ("fastmlem.studies", "permutation_test"),
+    "spearman_scorer": ("fastmlem.studies", "spearman_scorer"),
 }
 _SUBMODULES = {"ops", "numpy_backend", "encoding", "similarity", "align", "simulate",
-               "datasets", "plot", "frrsa", "mlem"}
+               "datasets", "plot", "frrsa", "mlem", "studies"}
 
 __all__ = sorted(_LAZY) + sorted(_SUBMODULES) + ["__version__"]
 

@@ -1,8 +1,9 @@
-"""Command line: ``python -m fastmlem {demo,fit,simulate} ...`` (also installed as ``fastmlem``).
+"""Command line: ``python -m fastmlem {demo,fit,simulate,study} ...`` (also installed as ``fastmlem``).
 
 demo      MLEM on every layer of the bundled sentence dataset; prints importances per layer.
 fit       MLEM on your files: a features CSV (one row per stimulus) and a representations .npy.
 simulate  The MLEM paper's synthetic benchmark: MLEM vs FR-RSA-I (and classic FR-RSA).
+study     Cross-validation and permutation p-values over many targets (.npz), on threads or Dask.
 """
 from __future__ import annotations
 
@@ -52,6 +53,8 @@ def demo(args):
         raise SystemExit(f"unknown layer(s) {unknown}; choose from {list(reps)}.")
     print(f"Bundled sentences: {len(features)} sentences, features {list(features.columns)}, "
           f"{len(layers)} layers of all-MiniLM-L6-v2 ({next(iter(reps.values())).shape[1]} dims).")
+    if args.cv:
+        return _run_study(args, features, {layer: reps[layer] for layer in layers})
     results, rows, start = {}, [], time.perf_counter()
     for layer in tqdm(layers, desc="Layers", disable=args.quiet):
         t0 = time.perf_counter()
@@ -182,6 +185,100 @@ def simulate(args):
         print(f"Wrote {args.plot}")
 
 
+def _read_targets(path):
+    """Targets from an .npz (one array per target, named by its keys) or an .npy (one array, or (L, n, ...))."""
+    try:
+        data = np.load(path, allow_pickle=False)
+    except ValueError as err:
+        raise SystemExit(f"could not read {path} as a numpy .npz/.npy file: {err}") from err
+    if isinstance(data, np.ndarray):
+        return data
+    with data:
+        return {name: data[name] for name in data.files}
+
+
+def _run_study(args, features, targets):
+    """Cross-validation (--cv) and the permutation test (--n-null) of every target; print, write, plot."""
+    from . import studies
+    if args.cv == 0 and args.n_null == 0:
+        raise SystemExit("nothing to do: give --cv >= 2 and/or --n-null >= 1.")
+    if args.cv == 1 or args.cv < 0 or args.n_null < 0:
+        raise SystemExit(f"--cv must be 0 (none) or >= 2 and --n-null >= 0; got {args.cv} and {args.n_null}.")
+    if args.out and not os.path.isdir(os.path.dirname(os.path.abspath(args.out))):
+        raise SystemExit(f"the folder of --out ({os.path.dirname(os.path.abspath(args.out))}) does not exist.")
+    model = _mlem(args).set_params(max_steps=args.max_steps)
+    run = dict(n_jobs=args.jobs, backend=args.scheduler, random_state=args.seed)
+    start, cv, test = time.perf_counter(), None, None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # batch-size notes; constant features still named below
+        warnings.simplefilter("default", studies.ConstantFeatureWarning)
+        if args.cv:
+            cv = studies.cross_validate(model, features, targets, cv=args.cv, **run)
+            print(f"{args.cv}-fold cross-validation of {len(cv['target'].unique())} target(s): "
+                  f"{time.perf_counter() - start:.1f} s")
+        if args.n_null:
+            t0 = time.perf_counter()
+            test = studies.permutation_test(model, features, targets, n_null=args.n_null, **run)
+            print(f"permutation test, {args.n_null} null refits per target: {time.perf_counter() - t0:.1f} s")
+    summary = studies.summarize(cv, test)
+    value = "cv_importance" if cv is not None else "importance"
+    with pd.option_context("display.width", 200, "display.max_columns", 50, "display.precision", 3):
+        print(f"\n{'Held-out' if cv is not None else 'All-stimuli'} permutation importance per target and feature:")
+        print(summary.pivot_table(index="target", columns="feature", values=value, sort=False))
+        if cv is not None:
+            print("\nHeld-out Spearman per target:")
+            print(summary.groupby("target", sort=False)["test_spearman"].first().to_string())
+        if test is not None:
+            print(f"\nBenjamini-Hochberg adjusted p-values (smallest possible {1 / (args.n_null + 1):.3g}):")
+            print(summary.pivot_table(index="target", columns="feature", values="p_adjusted", sort=False))
+    print(f"Total time: {time.perf_counter() - start:.1f} s")
+    if args.out:
+        summary.to_csv(args.out, index=False)
+        written = [args.out]
+        if cv is not None:
+            folds = os.path.splitext(args.out)[0] + "_folds.csv"
+            cv.to_csv(folds, index=False)
+            written.append(folds)
+        print(f"Wrote {' and '.join(written)}")
+    if args.plot:
+        import matplotlib
+        matplotlib.use("Agg")
+        from . import plot
+        ax = plot.study_importance(summary, title="Feature importance across targets")
+        ax.figure.savefig(args.plot, dpi=120)
+        print(f"Wrote {args.plot}")
+
+
+def study(args):
+    """The study subcommand: features CSV + one representation array per target (.npz)."""
+    features = pd.read_csv(args.features)
+    targets = _read_targets(args.representations)
+    print(f"{len(features)} stimuli, features {list(features.columns)}, "
+          f"{len(targets) if isinstance(targets, dict) else 1} target(s) from {args.representations}")
+    _run_study(args, features, targets)
+
+
+def _add_study_options(parser, cv, n_null):
+    parser.add_argument("--cv", type=int, default=cv, help=f"folds over stimuli, 0 = none (default {cv})")
+    parser.add_argument("--n-null", type=int, default=n_null,
+                        help=f"null refits per target for p-values, 0 = none (default {n_null})")
+    parser.add_argument("--jobs", type=int, default=None, help="parallel fits (joblib threads)")
+    parser.add_argument("--scheduler", metavar="ADDRESS", help="run the fits on this Dask scheduler (tcp://host:8786)")
+    parser.add_argument("--max-steps", type=int, default=1000, help="MLEM training steps (default 1000)")
+
+
+def _add_study_parser(commands):
+    p = commands.add_parser("study", help="cross-validation + permutation p-values over many targets")
+    p.add_argument("features", help="CSV, one row per stimulus, one column per feature")
+    p.add_argument("representations", help=".npz with one array (n_stimuli, ...) per target (layer, subject)")
+    _add_model_options(p)
+    _add_study_options(p, cv=5, n_null=200)
+    p.add_argument("--out", default="fastmlem_study.csv",
+                   help="summary CSV, one row per target x feature (default %(default)s); folds go to *_folds.csv")
+    p.add_argument("--plot", metavar="FILE", help="write the importance-across-targets figure")
+    p.set_defaults(func=study)
+
+
 def build_parser():
     parser = argparse.ArgumentParser(prog="python -m fastmlem", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -192,6 +289,7 @@ def build_parser():
     p.add_argument("--layers", help="comma-separated layer names (default: all)")
     p.add_argument("--plot", metavar="FILE", help="write the figure (importance across layers + MDS)")
     p.add_argument("--out", metavar="CSV", help="write the importances in long form")
+    _add_study_options(p, cv=0, n_null=0)  # --cv K: the layers as a study (cross-validation, --n-null p-values)
     p.set_defaults(func=demo)
 
     p = commands.add_parser("fit", help="MLEM on your own features CSV and representations .npy")
@@ -218,6 +316,7 @@ def build_parser():
     p.add_argument("--out", metavar="CSV", help="write one row per fit")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=simulate)
+    _add_study_parser(commands)
     return parser
 
 

@@ -44,6 +44,14 @@ def finite_float(value, name: str, low: float = -math.inf, high: float = math.in
     return v
 
 
+def threshold(value, name: str) -> float:
+    """``value`` as a float >= 0, +inf allowed (a threshold that never trips)."""
+    v = _real(value, name, "a number >= 0 (inf: never)")
+    if not v >= 0:
+        _fail(name, "a number >= 0 (inf: never)", value)
+    return v
+
+
 def positive_float(value, name: str) -> float:
     """``value`` as a finite float > 0."""
     return finite_float(value, name, 0.0, low_open=True)

@@ -5,12 +5,20 @@ Inputs are never modified: each function returns new arrays.
 """
 from __future__ import annotations
 
+import numbers
+import warnings
+
 import numpy as np
 import pandas as pd
 
 from . import _validate
 
 MIN_STIMULI = 3
+
+
+class ConstantFeatureWarning(UserWarning):
+    """A feature takes a single value among the stimuli given to ``fit`` (e.g. within a training fold):
+    it is kept, with weight 0 and importance 0, so that loops over folds finish."""
 
 
 def _is_numeric_series(s: pd.Series) -> bool:
@@ -121,13 +129,24 @@ def encode_features(X, feature_names=None, *, precomputed: bool = False, encodin
     return (X_enc, names, spec) if return_encoding else (X_enc, names)
 
 
-def _check_not_constant(X_enc, names):
+def constant_features(X_enc):
+    """Boolean mask (m,) of the features of ``X_enc`` (n, m) or (n, n, m) with at most one distinct
+    non-missing value (all missing included): their distance is 0 on every pair."""
     flat = X_enc.reshape(-1, X_enc.shape[-1])
-    for k, name in enumerate(names):
-        finite = flat[:, k][~np.isnan(flat[:, k])]
-        if finite.size == 0 or finite.max() == finite.min():
-            raise ValueError(f"feature {name!r} is constant across all stimuli, so it cannot explain "
-                             "any neural distance; drop that column.")
+    missing = np.isnan(flat)
+    return np.where(missing, -np.inf, flat).max(0) <= np.where(missing, np.inf, flat).min(0)
+
+
+def _check_not_constant(X_enc, names):
+    """Error if every feature is constant; a ConstantFeatureWarning naming each constant one otherwise."""
+    constant = constant_features(X_enc)
+    if constant.all():
+        raise ValueError(f"every feature ({names}) is constant across the {X_enc.shape[0]} stimuli, so nothing "
+                         "can explain the neural distances; give features that vary.")
+    for name in np.asarray(names, dtype=object)[constant]:
+        warnings.warn(f"feature {name!r} is constant across the {X_enc.shape[0]} stimuli given to fit, so it "
+                      "cannot explain any neural distance: its weight and importance are 0.", ConstantFeatureWarning,
+                      stacklevel=4)
 
 
 def is_torch(a) -> bool:

@@ -191,7 +191,7 @@ class FRRSA(PairwiseModel):
             c, b = _ridge_path(F[tr], y[tr], [f], self.nonnegative)
             coefs.append(c[0]); icpts.append(b[0]); chosen.append(f)
             scores.append(self._score_pairs(F[te] @ c[0] + b[0], y[te]))
-        coef = np.mean(coefs, axis=0)
+        coef = np.where(self._constant_columns(), 0.0, np.mean(coefs, axis=0))
         norm = np.linalg.norm(coef)  # of the rescaled coefficients: coef_ itself may overflow a norm
         self.weights_ = coef / norm if norm > 0 else coef.copy()
         self.coef_ = coef * scale

@@ -20,7 +20,7 @@ from . import _validate as check
 from . import ops
 from ._backend import METRICS, require_cuda, to_numpy
 from .solver import AdamW, EarlyStopping
-from .encoding import check_positive_int, encode_features, interaction_names, is_torch, prepare_representations
+from .encoding import check_positive_int, constant_features, encode_features, interaction_names, is_torch, prepare_representations
 
 _MEMORY_BYTES = {"low": 2**28, "medium": 2**30, "high": 2**32,  # RDM / full batch / importance chunk budget
                  "auto": 2**30}  # the reference README's default name; its code runs it as 'medium'
@@ -117,6 +117,16 @@ class PairSource:
         else:
             y = k.neural_distances(self.Y, i, j, self.distance)
         return F, xp.nan_to_num(y, nan=self.nan_to_num)
+
+
+def _norm_factors(m: int, kind: str) -> np.ndarray:
+    """Per-entry factors f of the unit norm sum(f * w**2) = 1 that _shared.weights(.., kind) gives:
+    1 for 'diag' / 'free'; for the lower triangle of a unit-Frobenius W ('spd') 2 off the diagonal,
+    and for its column coefficients 2 W_ab ('spd_quadratic') 1/2 off the diagonal."""
+    if kind not in ("spd", "spd_quadratic"):
+        return np.ones(1)
+    a, b = np.tril_indices(m)
+    return np.where(a == b, 1.0, 2.0 if kind == "spd" else 0.5)
 
 
 def backend(device="cpu"):
@@ -235,6 +245,15 @@ class PairwiseModel(BaseEstimator):
         self.n_features_in_ = X_enc.shape[-1]
         self.X_, self.Y_ = X_enc, Y_arr
 
+    def _constant_columns(self):
+        """Mask (q,) of the predictor columns of a feature constant among the training stimuli: they are
+        0 on every training pair, so their weight is set to 0 (and their importance is then 0)."""
+        constant = constant_features(self.X_)
+        if not self.interactions:
+            return constant
+        a, b = np.tril_indices(len(constant))
+        return constant[a] | constant[b]
+
     def _check_fitted(self):
         if not hasattr(self, "weights_"):
             raise RuntimeError(f"this {type(self).__name__} is not fitted yet: call fit(X, Y) before score() or "
@@ -298,7 +317,7 @@ class PairwiseModel(BaseEstimator):
             if X_enc.shape[-1] != self.n_features_in_:
                 raise ValueError(f"X has {X_enc.shape[-1]} features; the model was fitted on {self.n_features_in_}.")
         size = check_positive_int(self.batch_size_ if batch_size is None else batch_size, "batch_size", 3)
-        check.finite_float(warning_threshold, "warning_threshold", 0.0)
+        check.threshold(warning_threshold, "warning_threshold")
         cols, P = self._column_names(), self.n_permutations
         threads = min(check.worker_threads(), len(cols) * P)
         check.check_memory(threads * ops.batch_bytes(size, len(cols)), f"permutation importance on {threads} "
@@ -586,6 +605,10 @@ class MLEM(PairwiseModel):
             bar.set_postfix(score=f"{stopping.best:.4f}")
         self.params_ = stopping.best_state
         self.weights_ = _shared.weights(self.params_, m, kind)
+        drop = self._constant_columns()
+        if drop.any():  # columns 0 on every training pair: same fit; renormalised as _shared.weights does
+            w = np.where(drop, 0.0, self.weights_)
+            self.weights_ = w / np.sqrt(np.sum(_norm_factors(m, kind) * w * w))
         self.best_score_ = stopping.best
         self.n_steps_ = len(stopping.history)
         self.history_ = np.array(stopping.history)

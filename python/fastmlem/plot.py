@@ -203,3 +203,53 @@ def simulation(results, path=None, chance=None):
     if path is not None:
         fig.savefig(path, dpi=120)
     return fig
+
+
+def study_importance(results, ax=None, features=None, alpha=0.05, title=None):
+    """Importance of each feature across targets (layers, subjects) with intervals and significance marks.
+
+    results: a table of :func:`fastmlem.studies.summarize`, or a :func:`fastmlem.cross_validate` or
+    :func:`fastmlem.permutation_test` table (summarised here). With bootstrap intervals (``ci_low``,
+    ``ci_high``) the line is the importance on all stimuli and the band its interval; otherwise the
+    line is the mean held-out importance over folds and the band +- its sd over folds. A ``*`` marks
+    each point with ``p_adjusted < alpha``. features: which to draw (default all). Returns the Axes.
+    """
+    from .studies import summarize
+    if not isinstance(results, pd.DataFrame) or not {"target", "feature"} <= set(results.columns):
+        raise TypeError("results must be a DataFrame from fastmlem.cross_validate, permutation_test or "
+                        "studies.summarize (columns target, feature, ...).")
+    if "fold" in results.columns:
+        results = summarize(cv=results)
+    elif "cv_importance" not in results.columns and "importance" in results.columns and "p_value" in results.columns:
+        results = summarize(test=results)
+    with_ci = {"ci_low", "ci_high"} <= set(results.columns)
+    value = "importance" if with_ci or "cv_importance" not in results.columns else "cv_importance"
+    targets = list(pd.unique(results["target"]))
+    features = list(pd.unique(results["feature"])) if features is None else list(features)
+    ax = _axes(ax, (max(5, 0.9 * len(targets) + 2), 4))
+    x = np.arange(len(targets))
+    for feature in features:
+        part = results[results["feature"] == feature].set_index("target").reindex(targets)
+        line, = ax.plot(x, part[value], marker="o", ms=3, label=str(feature))
+        if with_ci:
+            low, high = part["ci_low"], part["ci_high"]
+        elif "cv_sd" in part:
+            low, high = part[value] - part["cv_sd"].fillna(0.0), part[value] + part["cv_sd"].fillna(0.0)
+        else:
+            low = high = None
+        if low is not None:
+            ax.fill_between(x, low, high, color=line.get_color(), alpha=0.2, lw=0)
+        if "p_adjusted" in part:
+            for xi, (v, p) in enumerate(zip(part[value], part["p_adjusted"])):
+                if p < alpha:
+                    ax.text(xi, v, "*", color=line.get_color(), ha="center", va="bottom", fontsize="large")
+    ax.set_xticks(x, [str(t) for t in targets], rotation=45 if len(targets) > 8 else 0,
+                  ha="right" if len(targets) > 8 else "center")
+    ax.set_xlabel("target")
+    ax.set_ylabel("permutation importance" + (" (held-out)" if value == "cv_importance" else ""))
+    ax.axhline(0, color="0.5", lw=0.8)
+    ax.legend(fontsize="small", frameon=False)
+    note = f"* Benjamini-Hochberg p < {alpha}" if "p_adjusted" in results.columns else None
+    if title or note:
+        ax.set_title("\n".join(t for t in (title, note) if t), fontsize="medium")
+    return ax
