@@ -25,9 +25,23 @@ FASTMLEM_HD inline uint64_t stream_key(uint64_t seed, uint64_t stream) {
   return splitmix64(splitmix64(seed) ^ (stream * 0xD1B54A32D192ED03ULL));
 }
 
-// Pair number k of a stream: i from the high 32 bits, j from the low 32 bits, each mapped to
-// [0, n) by a multiply-shift.
+// High 64 bits of the 128-bit product a * b, from 32-bit halves (the same on host and device).
+FASTMLEM_HD inline uint64_t mulhi64(uint64_t a, uint64_t b) {
+  const uint64_t a0 = a & 0xFFFFFFFFULL, a1 = a >> 32, b0 = b & 0xFFFFFFFFULL, b1 = b >> 32;
+  const uint64_t p00 = a0 * b0, p01 = a0 * b1, p10 = a1 * b0, p11 = a1 * b1;
+  const uint64_t mid = (p00 >> 32) + (p01 & 0xFFFFFFFFULL) + (p10 & 0xFFFFFFFFULL);
+  return p11 + (p01 >> 32) + (p10 >> 32) + (mid >> 32);
+}
+
+// Pair number k of a stream. n < 2^32: one draw, i from its high 32 bits, j from its low 32 bits,
+// each mapped to [0, n) by a 32-bit multiply-shift. n >= 2^32: two draws per pair (counters 2k
+// and 2k + 1), each mapped to [0, n) by a 64-bit multiply-shift, so every index can be drawn.
 FASTMLEM_HD inline void pair(uint64_t key, uint64_t k, uint64_t n, int64_t* i, int64_t* j) {
+  if (n >> 32) {
+    *i = static_cast<int64_t>(mulhi64(splitmix64(key + 2 * k), n));
+    *j = static_cast<int64_t>(mulhi64(splitmix64(key + 2 * k + 1), n));
+    return;
+  }
   const uint64_t h = splitmix64(key + k);
   *i = static_cast<int64_t>(((h >> 32) * n) >> 32);
   *j = static_cast<int64_t>(((h & 0xFFFFFFFFULL) * n) >> 32);

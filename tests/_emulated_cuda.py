@@ -119,11 +119,6 @@ def fake_cuda_module():
         Ya = _at(Y, np.float32 if itemsize == 4 else np.float64, (n, p))
         _at(out, np.float64, B)[:] = nb.neural_distances(Ya, ia, ja, names[metric])
 
-    def lookup_square(D, itemsize, n, i, j, B, out, s):
-        on_stream(s)
-        Da = _at(D, np.float32 if itemsize == 4 else np.float64, (n, n))
-        _at(out, np.float64, B)[:] = Da[_at(i, np.int64, B), _at(j, np.int64, B)]
-
     def lookup_condensed(D, n, i, j, B, out, s):
         on_stream(s)
         _at(out, np.float64, B)[:] = nb.rdm_lookup(_at(D, np.float64, n * (n - 1) // 2), n, _at(i, np.int64, B),

@@ -33,6 +33,19 @@ def test_ridge_path_endpoints():
     assert (nonneg >= 0).all()
 
 
+def test_nonnegative_least_squares_end_matches_scipy_nnls():
+    """Fraction 1 of the non-negative path is NNLS on the centred columns (scipy.optimize.nnls)."""
+    from scipy.optimize import nnls
+    rng = np.random.default_rng(3)
+    F = rng.normal(size=(300, 6))
+    y = F @ np.array([1.0, -0.8, 0.5, -0.2, 0.0, 0.3]) + 0.1 * rng.normal(size=300)  # active constraints
+    coefs, icpts = _ridge_path(F, y, [1.0], nonnegative=True)
+    want = nnls(F - F.mean(0), y - y.mean())[0]
+    assert (want == 0).sum() >= 2
+    np.testing.assert_allclose(coefs[0], want, atol=1e-6)
+    assert icpts[0] == pytest.approx(y.mean() - want @ F.mean(0), abs=1e-6)
+
+
 def test_pairs_within_selects_pairs_of_member_stimuli():
     i, j = np.array([0, 0, 1, 2]), np.array([1, 2, 3, 3])
     np.testing.assert_array_equal(_pairs_within(np.array([0, 1, 3]), 4, i, j), [0, 2])

@@ -55,9 +55,19 @@ def test_seed_reproducibility_and_clone():
 
 
 def test_best_weights_are_returned():
+    """Replaying the best step with the returned weights gives exactly the best score (the step is
+    a deterministic function of the batch, the weights and the running min-max)."""
+    from fastmlem import ops
     X, Y = simulate(n=100)
-    model = MLEM(random_state=0, batch_size=500, max_steps=200, patience=5).fit(X, Y)
-    assert model.best_score_ == model.history_.max()
+    model = MLEM(random_state=0, batch_size=500, max_steps=40, patience=1000, lr=0.5).fit(X, Y)
+    best = int(np.argmax(model.history_))
+    assert model.best_score_ == model.history_[best] and best < model.n_steps_ - 1  # best is not the last
+    source = model._training_source()
+    step = ops.mlem_step(source.X, source.targets, False, 0.0, model.batch_size_, model._seed(), metric=source.metric)
+    lo, hi = np.inf, -np.inf
+    for stream in range(best):  # the running min-max of the neural distances does not depend on w
+        _, _, lo, hi = step(stream, model.weights_, lo, hi)
+    assert step(best, model.weights_, lo, hi)[0] == model.history_[best]
 
 
 def test_auto_strength_tracks_spearman():
@@ -74,18 +84,34 @@ def test_inputs_not_modified():
     np.testing.assert_array_equal(Y, Y0)
 
 
-@pytest.mark.parametrize("distance", ["manhattan", "cosine", "norm_diff", lambda a, b: np.abs(a - b).max(1)])
-def test_other_distances_run(distance):
+@pytest.mark.parametrize("distance, twin, imp_atol", [
+    ("manhattan", lambda a, b: np.abs(a - b).sum(1), 0.0),
+    ("euclidean", lambda a, b: np.sqrt(((a - b) ** 2).sum(1)), 0.0),
+    ("norm_diff", lambda a, b: np.abs(np.linalg.norm(a, axis=1) - np.linalg.norm(b, axis=1)), 0.0),
+    # the callable's rounding differs from the kernel's: a few tied distances split differently
+    ("cosine", lambda a, b: 1 - (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1), 1e-3),
+])
+def test_named_distances_give_the_model_of_their_callable(distance, twin, imp_atol):
+    """The named distance (condensed RDM, fused C++ step) and the same distance as a callable
+    (composed numpy path) fit the same model and give the same importances."""
     X, Y = simulate(n=60)
-    MLEM(distance=distance, random_state=0, batch_size=300, max_steps=5).fit(X, Y).score()
+    kw = dict(random_state=0, batch_size=300, max_steps=30)
+    named, call = MLEM(distance=distance, **kw).fit(X, Y), MLEM(distance=twin, **kw).fit(X, Y)
+    np.testing.assert_allclose(named.history_, call.history_, atol=1e-12)
+    np.testing.assert_allclose(named.weights_, call.weights_, atol=1e-12)
+    np.testing.assert_allclose(named.score()[0].to_numpy(), call.score()[0].to_numpy(), atol=imp_atol)
 
 
-def test_precomputed():
+def test_precomputed_manhattan_gives_the_model_of_features():
     X, Y = simulate(n=40)
     codes = X.apply(lambda s: pd.Categorical(s).codes).to_numpy(float)
     Xd = np.abs(codes[:, None, :] - codes[None, :, :])
-    D = np.linalg.norm(Y[:, None] - Y[None], axis=-1)
-    MLEM(distance="precomputed", random_state=0, batch_size=300, max_steps=5).fit(Xd, D).score()
+    D = np.abs(Y[:, None] - Y[None]).sum(-1)
+    kw = dict(random_state=0, batch_size=300, max_steps=20)
+    pre = MLEM(distance="precomputed", **kw).fit(Xd, D, feature_names=list(X.columns))
+    direct = MLEM(distance="manhattan", **kw).fit(X, Y)
+    np.testing.assert_allclose(pre.weights_, direct.weights_, atol=1e-12)
+    pd.testing.assert_frame_equal(pre.score()[0], direct.score()[0], atol=1e-12)
 
 
 @pytest.mark.parametrize("interactions", [False, True])
@@ -159,17 +185,15 @@ def test_memory_setting_gives_the_same_importances(memory):
 
 
 def test_score_matches_numpy_permutation_importance_twin():
-    from fastmlem import numpy_backend as nb, ops
+    """MLEM.score (one fused C++ call) == numpy_backend.permutation_importance on the raw Y."""
+    from fastmlem import numpy_backend as nb
     X, Y = simulate(n=80)
     model = MLEM(random_state=3, batch_size=400, max_steps=20, n_permutations=2).fit(X, Y)
     imp, base = model.score()
-    # recompute task 3 (column 1, permutation 1) with the numpy twins
-    rows = model._rows(model.X_, model.Y_)
-    F, y = rows(*ops.sample_pairs(80, 400, model._seed(), 2**32 + 3))
-    perm = nb.random_permutations(400, 1, model._seed() + 1, 3)[0]
-    b, p = nb.permutation_importance(F, model.weights_, y, 1, perm)
-    assert base[3] == pytest.approx(b, abs=1e-12)
-    assert imp.iloc[1, 1] == pytest.approx(b - p, abs=1e-12)
+    seed = model._seed()
+    b, p = nb.permutation_importance(model.X_, model.Y_, model.weights_, False, 0.0, 400, seed, 2**32, seed + 1, 2)
+    np.testing.assert_allclose(base, b, atol=1e-12)
+    np.testing.assert_allclose(imp.to_numpy(), (b - p).reshape(-1, 2).T, atol=1e-12)
 
 
 @pytest.mark.parametrize("interactions", [False, True])
@@ -177,9 +201,8 @@ def test_fused_importance_kernel_equals_the_composed_path(interactions):
     X, Y = simulate(n=70)
     model = MLEM(random_state=4, batch_size=300, max_steps=10, n_permutations=3, interactions=interactions).fit(X, Y)
     fused_imp, fused_base = model.score()
-    rows = model._rows(model.X_, model.Y_)
     q = len(model._column_names())
-    base, permuted = model._permutation_spearman(rows, 70, 300, q, model._seed(), model._seed() + 1)
+    base, permuted = model._permutation_spearman(model._training_source(), 300, q, model._seed(), model._seed() + 1)
     np.testing.assert_allclose(fused_base, base, atol=1e-12)
     np.testing.assert_allclose(fused_imp.to_numpy(), (base - permuted).reshape(q, 3).T, atol=1e-12)
 
@@ -233,11 +256,15 @@ def test_free_weights_with_one_column_are_positive():
         assert model.weights_[0] == 1.0 and model.best_score_ > 0.5
 
 
-def test_random_state_objects_are_accepted():
+def test_random_state_objects_draw_one_seed_for_fit_and_score():
+    """A RandomState or Generator gives the model of the integer seed it draws once, fit and score alike."""
     X, Y = simulate(n=60)
-    a = MLEM(random_state=np.random.RandomState(0), batch_size=300, max_steps=5).fit(X, Y)
-    a.score()
-    MLEM(random_state=np.random.default_rng(1), batch_size=300, max_steps=5).fit(X, Y)
+    kw = dict(batch_size=300, max_steps=5)
+    for state, drawn in [(np.random.RandomState(0), np.random.RandomState(0).randint(2**31)),
+                         (np.random.default_rng(1), np.random.default_rng(1).integers(2**63))]:
+        a, b = MLEM(random_state=state, **kw).fit(X, Y), MLEM(random_state=int(drawn), **kw).fit(X, Y)
+        np.testing.assert_array_equal(a.weights_, b.weights_)
+        pd.testing.assert_frame_equal(a.score()[0], b.score()[0])
 
 
 def test_fused_step_checks_its_arguments():

@@ -3,31 +3,35 @@
 #include <vector>
 
 #include "kernels.hpp"
+#include "omp_guard.hpp"
 #include "radix.hpp"
 
 namespace fastmlem {
 
 void permutation_importance(const double* X, int64_t n, int64_t m, bool precomputed, bool interactions,
                             double nan_to_num,
-                            const double* D, const double* w, int64_t B, uint64_t seed, uint64_t stream0,
+                            const NeuralSource& targets, const double* w, int64_t B, uint64_t seed, uint64_t stream0,
                             uint64_t perm_seed, int64_t n_tasks, int64_t P, double* base, double* permuted) {
   const int64_t q = interactions ? m * (m + 1) / 2 : m;
+  OmpGuard guard;
 #pragma omp parallel if (n_tasks > 1)
   {
     RankBuffers buffers;
-    std::vector<int64_t> i(B), j(B), order, itmp;
+    std::vector<int64_t> i, j, order, itmp;
     std::vector<uint32_t> keys, ktmp;
-    std::vector<double> F(B * q), y(B), pred(B), moved(B), rank_y(B), rank_x(B), perm_keys(B);
+    std::vector<double> F, y, pred, moved, rank_y, rank_x, perm_keys;
+    const bool ready = guard.run([&] {
+      for (auto* v : {&i, &j}) v->resize(B);
+      for (auto* v : {&y, &pred, &moved, &rank_y, &rank_x, &perm_keys}) v->resize(B);
+      F.resize(B * q);
+    });
 #pragma omp for schedule(dynamic)
-    for (int64_t t = 0; t < n_tasks; ++t) {
+    for (int64_t t = 0; t < n_tasks; ++t) guard.run([&] {
+      if (!ready) return;
       const int64_t column = t / P;
       sample_pairs(n, B, seed, stream0 + static_cast<uint64_t>(t), i.data(), j.data());
       feature_distances(X, n, m, precomputed, i.data(), j.data(), B, interactions, nan_to_num, F.data());
-      for (int64_t k = 0; k < B; ++k) {
-        const int64_t a = std::min(i[k], j[k]), b = std::max(i[k], j[k]);
-        const double d = a == b ? 0.0 : D[n * a - a * (a + 1) / 2 + b - a - 1];
-        y[k] = std::isnan(d) ? nan_to_num : d;
-      }
+      targets.distances(i.data(), j.data(), B, nan_to_num, false, y.data());
       // the permutation of numpy_backend.random_permutations: stable argsort of 53-bit keys
       const uint64_t key = stream_key(perm_seed, static_cast<uint64_t>(t));
       for (int64_t k = 0; k < B; ++k)
@@ -48,8 +52,9 @@ void permutation_importance(const double* X, int64_t n, int64_t m, bool precompu
       base[t] = pearson_row(rank_x.data(), rank_y.data(), B);
       rank_row(moved.data(), B, rank_x.data(), buffers);
       permuted[t] = pearson_row(rank_x.data(), rank_y.data(), B);
-    }
+    });
   }
+  guard.rethrow();
 }
 
 }  // namespace fastmlem

@@ -1,4 +1,5 @@
 #include "kernels.hpp"
+#include "omp_guard.hpp"
 #include "radix.hpp"
 #include "rng.hpp"
 
@@ -22,18 +23,17 @@ void sample_pairs(int64_t n, int64_t B, uint64_t seed, uint64_t stream, int64_t*
 void feature_distances(const double* X, int64_t n, int64_t m, bool precomputed, const int64_t* i, const int64_t* j,
                        int64_t B, bool interactions, double nan_to_num, double* out) {
   const int64_t q = interactions ? m * (m + 1) / 2 : m;
+  OmpGuard guard;
 #pragma omp parallel if (B > 262144)
   {
-    std::vector<double> d(m);
+    std::vector<double> d;
+    const bool ready = guard.run([&] { d.resize(m); });
 #pragma omp for schedule(static)
     for (int64_t k = 0; k < B; ++k) {
+      if (!ready) continue;
       const double* a = precomputed ? X + (i[k] * n + j[k]) * m : X + i[k] * m;
       const double* b = X + j[k] * m;
-      for (int64_t f = 0; f < m; ++f) {
-        double v = precomputed ? a[f] : std::fabs(a[f] - b[f]);
-        if (std::isnan(v)) v = nan_to_num;
-        d[f] = std::min(std::max(v, 0.0), 1.0);
-      }
+      for (int64_t f = 0; f < m; ++f) d[f] = clip_feature(precomputed ? a[f] : std::fabs(a[f] - b[f]), nan_to_num);
       double* row = out + k * q;
       if (interactions) {
         int64_t c = 0;
@@ -44,6 +44,7 @@ void feature_distances(const double* X, int64_t n, int64_t m, bool precomputed, 
       }
     }
   }
+  guard.rethrow();
 }
 
 void rank_row(const double* x, int64_t B, double* out, RankBuffers& b) {
@@ -59,12 +60,14 @@ void rank_row(const double* x, int64_t B, double* out, RankBuffers& b) {
 }
 
 void rank_average(const double* x, int64_t T, int64_t B, double* out) {
+  OmpGuard guard;
 #pragma omp parallel if (T > 1)
   {
     RankBuffers idx;
 #pragma omp for schedule(dynamic)
-    for (int64_t t = 0; t < T; ++t) rank_row(x + t * B, B, out + t * B, idx);
+    for (int64_t t = 0; t < T; ++t) guard.run([&] { rank_row(x + t * B, B, out + t * B, idx); });
   }
+  guard.rethrow();
 }
 
 double pearson_row(const double* a, const double* b, int64_t B) {
@@ -86,12 +89,15 @@ void spearman(const double* x, const double* y, int64_t T, int64_t B, double* ou
 
 void permutation_spearman(const double* pred, const double* permuted, const double* y, int64_t K, int64_t T,
                           int64_t B, double* base, double* permuted_out) {
+  OmpGuard guard;
 #pragma omp parallel if (T > 1)
   {
     RankBuffers idx;
-    std::vector<double> ry(B), rx(B);
+    std::vector<double> ry, rx;
+    const bool ready = guard.run([&] { ry.resize(B); rx.resize(B); });
 #pragma omp for schedule(dynamic)
-    for (int64_t t = 0; t < T; ++t) {
+    for (int64_t t = 0; t < T; ++t) guard.run([&] {
+      if (!ready) return;
       rank_row(y + t * B, B, ry.data(), idx);
       rank_row(pred + t * B, B, rx.data(), idx);
       base[t] = pearson_row(rx.data(), ry.data(), B);
@@ -99,8 +105,9 @@ void permutation_spearman(const double* pred, const double* permuted, const doub
         rank_row(permuted + (k * T + t) * B, B, rx.data(), idx);
         permuted_out[k * T + t] = pearson_row(rx.data(), ry.data(), B);
       }
-    }
+    });
   }
+  guard.rethrow();
 }
 
 }  // namespace fastmlem

@@ -4,6 +4,7 @@
 #include <vector>
 
 #include "kernels.hpp"
+#include "omp_guard.hpp"
 #include "radix.hpp"
 
 namespace fastmlem {
@@ -68,6 +69,7 @@ static void soft_rank_row(const double* x, double eps, int64_t B, bool kl, doubl
 
 void soft_rank(const double* x, const double* eps, int64_t T, int64_t B, bool kl, double* ranks,
                int64_t* perm, int64_t* block_start) {
+  OmpGuard guard;
 #pragma omp parallel if (T > 1)
   {
     // per-thread scratch kept between calls: the training loop ranks same-sized batches every step
@@ -75,20 +77,23 @@ void soft_rank(const double* x, const double* eps, int64_t T, int64_t B, bool kl
     static thread_local std::vector<int64_t> start, order, itmp;
     static thread_local std::vector<uint32_t> keys, ktmp;
 #pragma omp for schedule(dynamic)
-    for (int64_t t = 0; t < T; ++t)
+    for (int64_t t = 0; t < T; ++t) guard.run([&] {
       soft_rank_row(x + t * B, eps[t], B, kl, ranks + t * B, perm + t * B, block_start + t * B, s, v,
                     s1, s2, start, order, keys, ktmp, itmp);
+    });
   }
+  guard.rethrow();
 }
 
 void soft_rank_vjp(const double* g, const double* x, const double* ranks, const int64_t* perm,
                    const int64_t* block_start, const double* eps, int64_t T, int64_t B, bool kl,
                    double* out) {
+  OmpGuard guard;
 #pragma omp parallel if (T > 1)
   {
     static thread_local std::vector<double> u;
 #pragma omp for schedule(dynamic)
-    for (int64_t t = 0; t < T; ++t) {
+    for (int64_t t = 0; t < T; ++t) guard.run([&] {
       const double *gt = g + t * B, *xt = x + t * B, *rt = ranks + t * B;
       const int64_t *pt = perm + t * B, *bt = block_start + t * B;
       u.resize(B);
@@ -109,8 +114,9 @@ void soft_rank_vjp(const double* g, const double* x, const double* ranks, const 
         }
         b0 = b1;
       }
-    }
+    });
   }
+  guard.rethrow();
 }
 
 }  // namespace fastmlem

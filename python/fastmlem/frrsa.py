@@ -16,7 +16,8 @@ from scipy.optimize import nnls
 from sklearn.model_selection import RepeatedKFold
 from tqdm.auto import tqdm
 
-from . import numpy_backend as nb
+from ._shared import pearson
+from . import _validate as check
 from . import ops
 from .encoding import check_positive_int
 from .mlem import PairwiseModel
@@ -117,8 +118,12 @@ class FRRSA(PairwiseModel):
         self.random_state = random_state
 
     def _check_params(self, n):
-        self._check_distance()
-        fractions = np.asarray(self.fractions, dtype=np.float64).ravel()
+        self._check_common()
+        check.boolean(self.nonnegative, "nonnegative")
+        try:
+            fractions = np.asarray(self.fractions, dtype=np.float64).ravel()
+        except (TypeError, ValueError):
+            fractions = np.array([np.nan])
         if fractions.size == 0 or not np.all((fractions > 0) & (fractions <= 1)):
             raise ValueError(f"fractions must be a non-empty sequence of values in (0, 1]; got {self.fractions!r}.")
         if self.scoring not in ("pearson", "spearman"):
@@ -137,7 +142,7 @@ class FRRSA(PairwiseModel):
     def _score_pairs(self, pred, y):
         if self.scoring == "spearman":
             return float(ops.spearman(pred, y))
-        return float(nb.pearson(pred, y))
+        return float(pearson(pred, y))
 
     def _cv_fraction(self, F, y, n, i, j, train, fractions, seed):
         """Fraction with the best mean Fisher-z test correlation over inner folds of ``train``."""
@@ -155,16 +160,27 @@ class FRRSA(PairwiseModel):
         X_enc, names, Y_arr = self._data(X, Y, feature_names)
         n = X_enc.shape[0]
         fractions = self._check_params(n)
+        q = X_enc.shape[-1] * (X_enc.shape[-1] + 1) // 2 if self.interactions else X_enc.shape[-1]
+        check.check_memory(4 * ops.batch_bytes(min(n * (n - 1) // 2, self.max_pairs), q),
+                           f"FR-RSA on {min(n * (n - 1) // 2, self.max_pairs):,} pairs x {q} columns", "lower max_pairs")
         self._set_inputs(X_enc, names, Y_arr)
         seed = self._seed()
         n_pairs = n * (n - 1) // 2
         if n_pairs <= self.max_pairs:
-            i, j = nb.all_pairs(n)
+            i, j = ops.all_pairs(n)
         else:
             i, j = ops.sample_pairs(n, self.max_pairs, seed, 0)
             keep = i != j
             i, j = i[keep], j[keep]
-        F, y = self._rows(X_enc, Y_arr)(i, j)
+        # Regress on distances of order 1: with Y near 1e154 the distances (a Gram matrix) and their
+        # sums of squares overflow (NaN weights). The built-in distances are proportional to the
+        # scale of Y (cosine: invariant), so Y is divided by its largest |value| and the
+        # coefficients multiplied back; a callable's distances are rescaled after the fact.
+        scale_Y = 1.0 if callable(self.distance) else float(np.abs(Y_arr).max()) or 1.0
+        F, y = self._source(X_enc, Y_arr / scale_Y).rows(i, j)
+        scale_y = float(np.abs(y).max()) or 1.0
+        y = y / scale_y
+        scale = scale_y * (1.0 if self.distance == "cosine" else scale_Y)
         outer = RepeatedKFold(n_splits=self.n_outer_splits, n_repeats=self.n_outer_repeats,
                               random_state=seed % 2**32)
         coefs, icpts, scores, chosen = [], [], [], []
@@ -175,10 +191,11 @@ class FRRSA(PairwiseModel):
             c, b = _ridge_path(F[tr], y[tr], [f], self.nonnegative)
             coefs.append(c[0]); icpts.append(b[0]); chosen.append(f)
             scores.append(self._score_pairs(F[te] @ c[0] + b[0], y[te]))
-        self.coef_ = np.where(self._constant_columns(), 0.0, np.mean(coefs, axis=0))
-        self.intercept_ = float(np.mean(icpts))
-        norm = np.linalg.norm(self.coef_)
-        self.weights_ = self.coef_ / norm if norm > 0 else self.coef_.copy()
+        coef = np.where(self._constant_columns(), 0.0, np.mean(coefs, axis=0))
+        norm = np.linalg.norm(coef)  # of the rescaled coefficients: coef_ itself may overflow a norm
+        self.weights_ = coef / norm if norm > 0 else coef.copy()
+        self.coef_ = coef * scale
+        self.intercept_ = float(np.mean(icpts)) * scale
         self.cv_scores_ = np.array(scores)
         self.cv_score_ = float(np.tanh(np.mean(_fisher_z(self.cv_scores_))))
         self.fractions_ = np.array(chosen)

@@ -10,50 +10,38 @@ import numpy as np
 from scipy.spatial.distance import cdist, pdist
 from scipy.stats import rankdata
 
+from ._shared import (centred, composed_permutation_importance, minmax_scaled, pearson,  # noqa: F401
+                      pearson_grad, permuted_rows, predict, random_bits, random_permutations, sigmoid,
+                      soft_rank_strengths, softplus, splitmix64, stream_key, weights, weights_vjp)
+
 _U64 = np.uint64
 _MASK32 = _U64(0xFFFFFFFF)
 
 
 # ---------------------------------------------------------------- random numbers and pairs ---
-def splitmix64(x: np.ndarray) -> np.ndarray:
-    """SplitMix64 finaliser of uint64 array x (wrapping arithmetic)."""
-    with np.errstate(over="ignore"):
-        z = x + _U64(0x9E3779B97F4A7C15)
-        z = (z ^ (z >> _U64(30))) * _U64(0xBF58476D1CE4E5B9)
-        z = (z ^ (z >> _U64(27))) * _U64(0x94D049BB133111EB)
-        return z ^ (z >> _U64(31))
-
-
-def stream_key(seed: int, stream: int) -> np.uint64:
-    """Key of one random stream: every (seed, stream) gives an independent counter sequence."""
-    s = splitmix64(np.array([seed & 0xFFFFFFFFFFFFFFFF], dtype=_U64))
-    with np.errstate(over="ignore"):
-        return splitmix64(s ^ np.array([stream & 0xFFFFFFFFFFFFFFFF], dtype=_U64) * _U64(0xD1B54A32D192ED03))[0]
-
-
-def random_bits(seed: int, stream: int, size: int) -> np.ndarray:
-    """uint64 (size,): counter-based random numbers, bits[k] = splitmix64(key(seed, stream) + k)."""
-    with np.errstate(over="ignore"):
-        return splitmix64(stream_key(seed, stream) + np.arange(size, dtype=_U64))
-
-
 def sample_pairs(n: int, size: int, seed: int, stream: int = 0):
     """Pairs (i, j) drawn uniformly with replacement from [0, n)^2 (i == j allowed, as in MLEM).
 
-    Returns two int64 arrays (size,). i uses the high 32 bits, j the low 32 bits, each mapped to
-    [0, n) by a multiply-shift.
+    Returns two int64 arrays (size,). n < 2**32: i uses the high 32 bits, j the low 32 bits of
+    one draw, each mapped to [0, n) by a multiply-shift. n >= 2**32: draws 2k and 2k + 1 give i
+    and j, each mapped to [0, n) by a 64-bit multiply-shift (high half of the 128-bit product).
     """
+    if n >= 2**32:
+        h = random_bits(seed, stream, 2 * size)
+        return _mulhi64(h[0::2], _U64(n)).astype(np.int64), _mulhi64(h[1::2], _U64(n)).astype(np.int64)
     h = random_bits(seed, stream, size)
     i = ((h >> _U64(32)) * _U64(n)) >> _U64(32)
     j = ((h & _MASK32) * _U64(n)) >> _U64(32)
     return i.astype(np.int64), j.astype(np.int64)
 
 
-def random_permutations(size: int, count: int, seed: int, stream: int = 0) -> np.ndarray:
-    """int64 (count, size): row r permutes range(size) by the stable argsort of the 53-bit keys
-    random_bits(seed, stream + r, size) >> 11 (exact as doubles, so the C++ radix sort agrees)."""
-    keys = np.stack([random_bits(seed, stream + r, size) >> _U64(11) for r in range(count)]).reshape(count, size)
-    return np.argsort(keys.astype(np.float64), axis=1, kind="stable")
+def _mulhi64(a, b):
+    """High 64 bits of the 128-bit products a * b (uint64), from 32-bit halves."""
+    lo, sh = _MASK32, _U64(32)
+    a0, a1, b0, b1 = a & lo, a >> sh, b & lo, b >> sh
+    p00, p01, p10, p11 = a0 * b0, a0 * b1, a1 * b0, a1 * b1
+    mid = (p00 >> sh) + (p01 & lo) + (p10 & lo)
+    return p11 + (p01 >> sh) + (p10 >> sh) + (mid >> sh)
 
 
 def all_pairs(n: int):
@@ -92,7 +80,13 @@ METRICS = ("euclidean", "manhattan", "cosine", "norm_diff")
 
 
 def neural_distances(Y: np.ndarray, i: np.ndarray, j: np.ndarray, metric: str = "euclidean") -> np.ndarray:
-    """Distances between rows Y[i] and Y[j] (B,), float64. Cosine of a zero row counts as 1."""
+    """Distances between rows Y[i] and Y[j] (B,), float64; exactly 0 where i == j. Cosine of a
+    zero row counts as 1."""
+    return np.where(i == j, 0.0, _row_distances(Y, i, j, metric))
+
+
+def _row_distances(Y, i, j, metric):
+    Y = np.asarray(Y)
     a, b = Y[i].astype(np.float64), Y[j].astype(np.float64)
     if metric == "euclidean":
         return np.sqrt(((a - b) ** 2).sum(1))
@@ -107,11 +101,11 @@ def neural_distances(Y: np.ndarray, i: np.ndarray, j: np.ndarray, metric: str = 
     raise ValueError(f"unknown metric {metric!r}")
 
 
-def condensed_rdm(Y: np.ndarray, metric: str = "euclidean") -> np.ndarray:
-    """Condensed neural RDM (n(n-1)/2,), order of :func:`all_pairs`."""
+def condensed_rdm(Y: np.ndarray, metric: str = "euclidean", block_bytes=None) -> np.ndarray:
+    """Condensed neural RDM (n(n-1)/2,), order of :func:`all_pairs` (``block_bytes``: unused here)."""
     i, j = all_pairs(Y.shape[0])
     if metric in ("euclidean", "cosine"):
-        d = pdist(Y.astype(np.float64), "cityblock" if metric == "manhattan" else metric)
+        d = pdist(Y.astype(np.float64), metric)
         return np.nan_to_num(d, nan=1.0) if metric == "cosine" else d
     return neural_distances(Y, i, j, metric)
 
@@ -121,64 +115,6 @@ def rdm_lookup(D: np.ndarray, n: int, i: np.ndarray, j: np.ndarray) -> np.ndarra
     lo, hi = np.minimum(i, j), np.maximum(i, j)
     k = n * lo - lo * (lo + 1) // 2 + hi - lo - 1
     return np.where(lo == hi, 0.0, D[np.where(lo == hi, 0, k)])
-
-
-# -------------------------------------------------------------------------- parametrisations ---
-def softplus(x):
-    return np.logaddexp(0.0, x)
-
-
-def sigmoid(x):
-    return 0.5 * (1.0 + np.tanh(0.5 * x))
-
-
-def weights(params: np.ndarray, m: int, kind: str) -> np.ndarray:
-    """Weights of the predictor columns from raw parameters.
-
-    kind 'diag': w = softplus(v) / ||softplus(v)||_2 (m,).
-    kind 'spd' : W = L L^T / ||L L^T||_F with L lower-triangular from params (row-major tril),
-                 softplus on its diagonal; returns the lower triangle of W (m(m+1)/2,).
-    kind 'free': w = params / ||params||_2 (unconstrained; FR-RSA-I when over interaction columns).
-    """
-    if kind == "diag":
-        u = softplus(params)
-        return u / np.linalg.norm(u)
-    if kind == "free":  # one column: its sign is not identifiable from a unit vector, use +1
-        return np.ones(1) if params.size == 1 else params / np.linalg.norm(params)
-    if kind == "spd":
-        a, b = np.tril_indices(m)
-        L = np.zeros((m, m))
-        L[a, b] = params
-        L[np.diag_indices(m)] = softplus(np.diag(L))
-        W = L @ L.T
-        return (W / np.linalg.norm(W))[a, b]
-    raise ValueError(kind)
-
-
-def weights_vjp(params: np.ndarray, m: int, kind: str, grad_w: np.ndarray) -> np.ndarray:
-    """Gradient w.r.t. params of <grad_w, weights(params)> (analytic)."""
-    if kind == "free" and params.size == 1:
-        return np.zeros(1)
-    if kind in ("diag", "free"):
-        u = softplus(params) if kind == "diag" else params
-        nrm = np.linalg.norm(u)
-        w = u / nrm
-        g = (grad_w - w * (w @ grad_w)) / nrm
-        return g * sigmoid(params) if kind == "diag" else g
-    a, b = np.tril_indices(m)
-    L = np.zeros((m, m))
-    L[a, b] = params
-    raw_diag = np.diag(L).copy()
-    L[np.diag_indices(m)] = softplus(raw_diag)
-    M = L @ L.T
-    nrm = np.linalg.norm(M)
-    W = M / nrm
-    G = np.zeros((m, m))
-    G[a, b] = grad_w
-    gM = (G - W * np.sum(G * W)) / nrm
-    gL = np.tril((gM + gM.T) @ L)
-    gL[np.diag_indices(m)] *= sigmoid(raw_diag)
-    return gL[a, b]
 
 
 # --------------------------------------------------------------------------------- soft rank ---
@@ -211,22 +147,6 @@ def _pav_decreasing(y: np.ndarray, w: np.ndarray, regularization: str):
     for b in range(len(starts)):
         v[bounds[b]:bounds[b + 1]] = vals[b]
     return v, np.array(bounds)
-
-
-def soft_rank_strengths(x, strength):
-    """Per-row regularisation strength (T,) for x (T, B): a positive number, or 'auto' =
-    range / B, under which the soft rank tracks the hard rank (1.0 for a constant row).
-    numpy in -> numpy out, cupy in -> cupy out."""
-    from ._backend import get_array_module
-    xp = get_array_module(x)
-    if isinstance(strength, str):
-        if strength != "auto":
-            raise ValueError(f"strength must be a positive number or 'auto'; got {strength!r}.")
-        span = x.max(1) - x.min(1)
-        return xp.where(span > 0, span / x.shape[1], 1.0)
-    if not strength > 0:
-        raise ValueError(f"strength must be positive; got {strength!r}.")
-    return xp.full(x.shape[0], float(strength))
 
 
 def soft_rank(x: np.ndarray, strength: float = 1.0, regularization: str = "l2"):
@@ -271,25 +191,6 @@ def soft_rank_vjp(state, g: np.ndarray) -> np.ndarray:
 
 
 # ------------------------------------------------------------------------ Pearson, Spearman ---
-def pearson(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """Pearson correlation along the last axis (0 where a vector is constant)."""
-    xc = x - x.mean(-1, keepdims=True)
-    yc = y - y.mean(-1, keepdims=True)
-    den = np.sqrt((xc * xc).sum(-1) * (yc * yc).sum(-1))
-    num = (xc * yc).sum(-1)
-    return np.divide(num, den, out=np.zeros_like(num, dtype=np.float64), where=den > 0)
-
-
-def pearson_grad(x: np.ndarray, y: np.ndarray):
-    """(r, dr/dx) for vectors x, y (B,)."""
-    xc, yc = x - x.mean(), y - y.mean()
-    nx, ny = np.linalg.norm(xc), np.linalg.norm(yc)
-    if nx == 0 or ny == 0:
-        return 0.0, np.zeros_like(x)
-    r = xc @ yc / (nx * ny)
-    return r, yc / (nx * ny) - r * xc / nx ** 2
-
-
 def rank_average(x: np.ndarray) -> np.ndarray:
     """Ranks 1..B along the last axis, ties get their average rank."""
     return rankdata(x, axis=-1, method="average")
@@ -316,22 +217,45 @@ def rank_loss_grad(F: np.ndarray, w: np.ndarray, y: np.ndarray, strength=1.0, re
     return r, F.T @ g_pred
 
 
-def predict(F, w):
-    """Predicted distances (B,) = sum_c F[:, c] w[c], each row summed in the same order, so that
-    pairs with identical predictor rows tie exactly (exact Spearman's average ranks depend on it;
-    a BLAS product or ``pred + w_c * (new - old)`` leaves 1-ulp differences that split ties).
-    Works for numpy and cupy arrays."""
-    return (F * w).sum(axis=1)
+def _neural_targets(targets, n, i, j, metric, nan_to_num):
+    """Neural distances of pairs (i, j): looked up in a condensed RDM (1-D) or computed from Y (n, p)."""
+    targets = np.asarray(targets)
+    y = rdm_lookup(targets, n, i, j) if targets.ndim == 1 else neural_distances(targets, i, j, metric)
+    return np.nan_to_num(y, nan=nan_to_num)
 
 
-def permuted_rows(F, column: int, perm):
-    """Copy of F (B, q) with column ``column`` permuted across rows by ``perm`` (B,)."""
-    G = F.copy()
-    G[:, column] = F[perm, column]
-    return G
+def _rows(X, i, j, interactions, nan_to_num):
+    return (feature_distances_precomputed if X.ndim == 3 else feature_distances)(X, i, j, interactions, nan_to_num)
 
 
-def permutation_importance(F: np.ndarray, w: np.ndarray, y: np.ndarray, column: int, perm: np.ndarray):
-    """Baseline and permuted exact Spearman of one batch, column ``column`` permuted by ``perm``."""
-    base = spearman(predict(F, w), y)
-    return float(base), float(spearman(predict(permuted_rows(F, column, perm), w), y))
+def mlem_step(X, targets, interactions: bool, nan_to_num: float, batch_size: int, seed: int, strength=1.0,
+              regularization: str = "l2", metric: str = "euclidean"):
+    """Twin of :func:`fastmlem.ops.mlem_step`, composed: sample_pairs -> predictor rows -> neural
+    targets (condensed RDM lookup or rows of Y) -> running min-max^2 -> :func:`rank_loss_grad`."""
+    X = np.asarray(X, dtype=np.float64)
+    n = X.shape[0]
+
+    def step(stream, w, lo, hi):
+        i, j = sample_pairs(n, batch_size, seed, stream)
+        y = _neural_targets(targets, n, i, j, metric, nan_to_num)
+        lo, hi = min(lo, float(y.min())), max(hi, float(y.max()))
+        score, grad = rank_loss_grad(_rows(X, i, j, interactions, nan_to_num), np.asarray(w, dtype=np.float64),
+                                     minmax_scaled(y, lo, hi), strength, regularization)
+        return score, grad, lo, hi
+    return step
+
+
+def permutation_spearman(pred, permuted, y):
+    """Twin of :func:`fastmlem.ops.permutation_spearman`: (spearman(pred, y) (T,), spearman(permuted, y))."""
+    return spearman(pred, y), spearman(permuted, np.broadcast_to(y, np.shape(permuted)))
+
+
+def permutation_importance(X, targets, w, interactions: bool, nan_to_num: float, batch_size: int, seed: int,
+                           stream0: int, perm_seed: int, n_permutations: int, metric: str = "euclidean"):
+    """Twin of :func:`fastmlem.ops.permutation_importance`: task t (column t // n_permutations)
+    draws its batch from stream stream0 + t, permutes that column by random_permutations(batch_size,
+    1, perm_seed, t) and gives the exact Spearman of the baseline and permuted predictions."""
+    from . import numpy_backend
+    return composed_permutation_importance(numpy_backend, np.asarray(X, dtype=np.float64), np.asarray(targets),
+                                           np.asarray(w, dtype=np.float64), interactions, nan_to_num, batch_size,
+                                           seed, stream0, perm_seed, n_permutations, metric)

@@ -28,7 +28,7 @@ import pandas as pd
 from scipy.spatial.distance import squareform
 from tqdm.auto import tqdm
 
-from . import numpy_backend as nb
+from . import _validate as check
 from . import ops
 
 NOISE_LEVELS = (0.0, 1.0, 2.0, 3.0, 4.0, 5.0)
@@ -39,6 +39,7 @@ EMBEDDINGS = ("mds", "none")
 
 def random_spd(p: int, rng: np.random.Generator) -> np.ndarray:
     """A random SPD matrix (p, p) with unit Frobenius norm: A A' / ||A A'||_F, A standard normal."""
+    p = check.positive_int(p, "p")
     A = rng.standard_normal((p, p))
     W = A @ A.T + 1e-3 * np.eye(p)
     return W / np.linalg.norm(W)
@@ -51,6 +52,10 @@ def quadratic_form(weights: np.ndarray, m: int) -> np.ndarray:
     so the prediction is d' Q d with Q_aa = w_aa and Q_ab = Q_ba = w_ab / 2; this is the matrix
     that is comparable with a ground truth W in D = d' W d.
     """
+    weights = np.asarray(weights, dtype=np.float64)
+    if weights.shape != (m * (m + 1) // 2,):
+        raise ValueError(f"weights must have the m(m+1)/2 = {m * (m + 1) // 2} interaction coefficients of "
+                         f"m = {m} features; got shape {weights.shape}.")
     a, b = np.tril_indices(m)
     Q = np.zeros((m, m))
     Q[a, b] = weights
@@ -79,10 +84,15 @@ def make_dataset(n_stimuli: int = 256, n_features: int = 16, noise: float = 0.0,
     """
     if embedding not in EMBEDDINGS:
         raise ValueError(f"embedding must be one of {EMBEDDINGS}; got {embedding!r}.")
+    check.positive_int(n_stimuli, "n_stimuli", 3)
+    check.positive_int(n_features, "n_features")
+    check.finite_float(noise, "noise", 0.0)
+    check.positive_int(n_dims, "n_dims")
+    check.positive_int(seed, "seed", 0)
     rng = np.random.default_rng(seed)
     X = rng.integers(0, 2, size=(n_stimuli, n_features)).astype(np.float64)
     W = random_spd(n_features, rng)
-    i, j = nb.all_pairs(n_stimuli)
+    i, j = ops.all_pairs(n_stimuli)
     d = np.abs(X[i] - X[j])
     D_condensed = np.einsum("ka,ab,kb->k", d, W, d)
     D = squareform(D_condensed)
@@ -129,11 +139,12 @@ def _test_spearman(model, X_test, Y_test) -> float:
 
     The 0/1 features are used as they are (a feature may be constant among few held-out stimuli).
     """
-    from .mlem import pair_rows
+    from ._shared import predict
+    from .mlem import PairSource
     X_enc = np.asarray(X_test, dtype=np.float64)
-    rows = pair_rows(X_enc, np.asarray(Y_test), model.distance, model.interactions, model.nan_to_num)
-    F, y = rows(*nb.all_pairs(len(X_enc)))
-    return float(ops.spearman(nb.predict(F, model.weights_), y))
+    source = PairSource(X_enc, np.asarray(Y_test), model.distance, model.interactions, model.nan_to_num)
+    F, y = source.rows(*source.all_pairs())
+    return float(ops.spearman(predict(F, model.weights_), y))
 
 
 def run(noise_levels=NOISE_LEVELS, seeds=range(5), n_stimuli: int = 256, n_features: int = 16,
@@ -145,6 +156,9 @@ def run(noise_levels=NOISE_LEVELS, seeds=range(5), n_stimuli: int = 256, n_featu
     both unit norm), steps (steps to the best score; NaN for FR-RSA), test_spearman, seconds.
     """
     from sklearn.model_selection import train_test_split
+    if len(methods) == 0:
+        raise ValueError(f"methods must name at least one of {METHODS}; got {methods!r}.")
+    check.finite_float(test_size, "test_size", 0.0, 1.0, low_open=True, high_open=True)
     for method in methods:
         _model(method, 0, 1, True)  # unknown names fail before any work
     if embedding not in EMBEDDINGS:
