@@ -114,6 +114,10 @@ PYBIND11_MODULE(_core, mod) {
       fastmlem::soft_rank(x.data(), eps.data(), T, B, kl, ranks.mutable_data(), perm.mutable_data(), block.mutable_data()); }
     return py::make_tuple(ranks, perm, block);
   });
+  mod.def("auto_strength", [](dArr x) {
+    py::gil_scoped_release r;
+    return fastmlem::auto_strength(x.data(), x.size());
+  });
   mod.def("soft_rank_vjp", [](dArr g, dArr x, dArr ranks, iArr perm, iArr block, dArr eps, bool kl) {
     check::ndim(x, 2, "x");
     for (const auto& [a, name] : {std::pair<const py::array*, const char*>{&g, "g"}, {&ranks, "ranks"}, {&perm, "perm"},

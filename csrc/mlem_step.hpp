@@ -13,7 +13,7 @@ class MlemStep {
  public:
   // X (n, m) encoded features, or (n, n, m) per-feature distances when precomputed; targets: the
   // condensed RDM or the rows of Y; both kept by reference (caller owns).
-  // strength > 0: fixed soft-rank strength; strength <= 0: 'auto' (range / B per vector).
+  // strength > 0: fixed soft-rank strength; strength <= 0: 'auto' (auto_strength per vector).
   MlemStep(const double* X, const NeuralSource& targets, int64_t n, int64_t m, bool precomputed, bool interactions,
            double nan_to_num, int64_t batch, uint64_t seed, double strength, bool kl);
   // One step on stream `stream` with column weights w (q). Updates the running lo/hi of the raw

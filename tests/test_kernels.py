@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 from scipy.stats import rankdata, spearmanr
 
+from fastmlem import _shared
 from fastmlem import numpy_backend as nb
 from fastmlem import ops
 from fastmlem._shared import minmax_scaled
@@ -164,7 +165,7 @@ def test_soft_rank_matches_twin_batched(reg, strength):
     g = rng.normal(size=x.shape)
     grad = ops.soft_rank_vjp(state, g)
     for t in range(4):
-        eps = (x[t].max() - x[t].min()) / 64 if strength == "auto" else strength
+        eps = _shared.auto_strength(x[t]) if strength == "auto" else strength
         rr, st = nb.soft_rank(x[t], eps, reg)
         np.testing.assert_allclose(r[t], rr, atol=1e-10)
         np.testing.assert_allclose(grad[t], nb.soft_rank_vjp(st, g[t]), atol=1e-10)

@@ -16,10 +16,7 @@ MlemStep::MlemStep(const double* X, const NeuralSource& targets, int64_t n, int6
 
 namespace {
 double strength_of(const std::vector<double>& v, double strength) {
-  if (strength > 0) return strength;
-  const auto [lo, hi] = std::minmax_element(v.begin(), v.end());
-  const double span = *hi - *lo;
-  return span > 0 ? span / static_cast<double>(v.size()) : 1.0;
+  return strength > 0 ? strength : auto_strength(v.data(), static_cast<int64_t>(v.size()));
 }
 }  // namespace
 

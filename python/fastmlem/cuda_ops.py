@@ -17,6 +17,7 @@ arrays here: call ``float()`` on them when the host needs the value.
 from __future__ import annotations
 
 from ._backend import require_cuda
+from . import _shared
 from ._shared import soft_rank_strengths  # numpy or cupy in, same out
 
 _MASK64 = 2**64 - 1
@@ -229,14 +230,12 @@ def condensed_rdm(Y, metric: str = "euclidean", block_bytes: int = 2**30):
                           f"{free / 2**30:.1f} GiB are free: sample pairs instead.")
     if metric not in ("euclidean", "cosine"):
         return neural_distances(Y, *all_pairs(n), metric)
-    Y = Y.astype(cp.float64, copy=False)
-    sq = cp.einsum("ij,ij->i", Y, Y)
     out = cp.empty(n_pairs, cp.float64)
-    rows = max(1, min(n, int(block_bytes) // max(8 * n, 1)))
-    for r0 in range(0, n - 1, rows):
-        r1 = min(n - 1, r0 + rows)
-        G = cp.ascontiguousarray(Y[r0:r1] @ Y.T)
-        cu.condensed_from_gram(G.data.ptr, n, sq.data.ptr, r0, r1, n, cu.METRICS[metric], out.data.ptr, _stream(cp))
+    # the CPU's definition (centred / unit rows, norms from the Gram diagonal), with the kernel
+    # turning each block into distances
+    for r0, r1, G, sq in _shared.gram_blocks(Y, metric, cp, block_bytes):
+        cu.condensed_from_gram(G.data.ptr, n, sq.data.ptr, r0, min(r1, n - 1), n, cu.METRICS[metric], out.data.ptr,
+                               _stream(cp))
     return out
 
 

@@ -148,10 +148,21 @@ def _check_not_constant(X_enc, names):
                       stacklevel=4)
 
 
+def is_torch(a) -> bool:
+    """Whether a is a torch tensor (without importing torch)."""
+    return type(a).__module__.split(".")[0] == "torch" and hasattr(a, "detach")
+
+
 def _as_float_array(a, what: str, allow_gpu: bool = False):
     """Array-like -> float array (float32 and float64 kept, others -> float64); a cupy array stays
     on the GPU when ``allow_gpu``."""
     from ._backend import is_cupy
+    if is_torch(a):  # no gradient flows through MLEM: detach (the reference fails on requires_grad)
+        a = a.detach()
+        if a.device.type != "cpu":
+            raise TypeError(f"{what} is a torch tensor on {a.device}; pass it with .cpu() (or as a cupy "
+                            "array with device='cuda').")
+        a = a.numpy()
     if is_cupy(a) or (hasattr(a, "__cuda_array_interface__") and not isinstance(a, np.ndarray)):
         if not (allow_gpu and is_cupy(a)):
             raise TypeError(f"{what} is a GPU array; pass numpy arrays here, or a cupy array with "

@@ -20,9 +20,11 @@ from . import _validate as check
 from . import ops
 from ._backend import METRICS, require_cuda, to_numpy
 from .solver import AdamW, EarlyStopping
-from .encoding import check_positive_int, constant_features, encode_features, interaction_names, prepare_representations
+from .encoding import check_positive_int, constant_features, encode_features, interaction_names, is_torch, \
+    prepare_representations
 
-_MEMORY_BYTES = {"low": 2**28, "medium": 2**30, "high": 2**32}  # RDM / full batch / importance chunk budget
+_MEMORY_BYTES = {"low": 2**28, "medium": 2**30, "high": 2**32,  # RDM / full batch / importance chunk budget
+                 "auto": 2**30}  # the reference README's default name; its code runs it as 'medium'
 
 # Cost model of the two ways to get neural distances (rates measured on a 2-core x86 machine;
 # only their ratios matter): BLAS GEMM throughput for the RDM, bandwidth of random row gathers
@@ -128,6 +130,23 @@ def backend(device="cpu"):
     return ops, np
 
 
+def _torch_distance(distance, torch_inputs: bool):
+    """A distance callable that takes torch tensors, as in the reference, when the representations
+    were torch tensors or the callable is torch's (defined in torch, or its code names ``torch``);
+    the rows are handed over without a copy and the result is detached. Else ``distance``."""
+    code = getattr(distance, "__code__", None)
+    code_names = getattr(code, "co_names", ()) + getattr(code, "co_freevars", ())
+    torch_function = (getattr(distance, "__module__", None) or "").split(".")[0] == "torch" or "torch" in code_names
+    if not callable(distance) or not (torch_inputs or torch_function):
+        return distance
+    import torch
+
+    def call(a, b):
+        out = distance(torch.as_tensor(a), torch.as_tensor(b))
+        return out.detach() if isinstance(out, torch.Tensor) else out
+    return call
+
+
 class PairwiseModel(BaseEstimator):
     """What MLEM and FRRSA share: input checks, pair rows, the weights table and permutation importance.
 
@@ -178,14 +197,15 @@ class PairwiseModel(BaseEstimator):
                                              return_encoding=True)
         if not new_stimuli:
             self.encoding_ = spec
+        self._torch_inputs = is_torch(Y)  # a distance callable then gets torch tensors
         Y_arr = prepare_representations(Y, X_enc.shape[0], precomputed=precomputed, allow_gpu=self._on_gpu(),
                                         rescale=self._rank_based)
         return X_enc, names, Y_arr
 
     def _source(self, X_enc, Y, rdm=False):
         """PairSource of these stimuli on the model's device; ``rdm`` as PairSource's."""
-        return PairSource(X_enc, Y, self.distance, self.interactions, self.nan_to_num,
-                          getattr(self, "device", "cpu"), rdm)
+        distance = _torch_distance(self.distance, getattr(self, "_torch_inputs", False))
+        return PairSource(X_enc, Y, distance, self.interactions, self.nan_to_num, getattr(self, "device", "cpu"), rdm)
 
     def _expected_pairs(self, batch_size, steps=0):
         """Pairs a fit of ``steps`` steps and the importance batches draw (for use_rdm)."""
@@ -248,7 +268,7 @@ class PairwiseModel(BaseEstimator):
         """(base, permuted) Spearman of the q * n_permutations importance tasks, composed from
         array kernels (the twin of ops.permutation_importance, for every device and distance)."""
         xp, P, w = source.xp, self.n_permutations, source.xp.asarray(self.weights_)
-        chunk = {"low": 1, "medium": P, "high": max(1, _MEMORY_BYTES["high"] // (3 * 8 * size))}[self.memory]
+        chunk = {"low": 1, "medium": P, "auto": P, "high": max(1, _MEMORY_BYTES["high"] // (3 * 8 * size))}[self.memory]
         base, permuted = np.empty(q * P), np.empty(q * P)
         bar = tqdm(total=q * P, desc="Permutation importance", disable=not self.verbose)
         for start in range(0, q * P, chunk):
@@ -350,8 +370,8 @@ class MLEM(PairwiseModel):
         Where the kernels run (the GPU needs cupy and the CUDA module).
     verbose : bool, default False
         Progress bars.
-    memory : {'low', 'medium', 'high'}, default 'medium'
-        Memory budget (256 MiB, 1 GiB, 4 GiB) for the condensed neural RDM, full batches and
+    memory : {'low', 'medium', 'high', 'auto'}, default 'medium'
+        Memory budget (256 MiB, 1 GiB, 4 GiB; 'auto', the reference README's name, is 'medium') for the condensed neural RDM, full batches and
         batched importance; the RDM is built when it fits and the cost model says it pays off
         (:func:`use_rdm`), else rows of Y are gathered per pair.
     random_seed : int or None
@@ -363,16 +383,22 @@ class MLEM(PairwiseModel):
         False: unconstrained unit-norm weights (with ``interactions``, the paper's FR-RSA-I).
     soft_rank_strength : float > 0 or 'auto', default 1.0
         Regularisation of the soft ranks in the loss. 1.0 is the reference's (with thousands of
-        pairs the loss then equals plain Pearson); 'auto' scales it to the data.
+        pairs the loss then equals plain Pearson); 'auto': per vector, the largest strength whose
+        soft ranks correlate >= 0.999 with the hard ranks, so that the loss tracks Spearman.
     soft_rank_regularization : {'l2', 'kl'}, default 'l2'
     random_state : int, RandomState, Generator or None
         scikit-learn's name for the seed; takes precedence over ``random_seed``.
+    spd_form : {'reference', 'quadratic'}, default 'reference'
+        With interactions: 'reference' predicts sum_{a>=b} W_ab d_a d_b (the package's form, i.e.
+        the quadratic form (W + diag W)/2); 'quadratic' predicts the paper's d'W d with W itself
+        SPD. ``weights_`` are the column coefficients either way; ``get_weights()`` shows W.
 
     Attributes
     ----------
     weights_ : (q,) learned column weights (q = m, or m(m+1)/2 with interactions).
     best_score_, history_, n_steps_ : best batch score, score per step, steps run.
     batch_size_ : pairs per batch used; feature_names_in_, n_features_in_ : the features.
+    feature_names, batch_size_fit_ : the reference's names for feature_names_in_ and batch_size_.
 
     fit(X (n, m) features, Y (n, ...) representations) -> self
     score(X=None, Y=None) -> (importances DataFrame (n_permutations, q), baseline Series)
@@ -386,7 +412,7 @@ class MLEM(PairwiseModel):
                  batch_size_max=2**20, max_steps=1000, lr=0.1, weight_decay=0.0, patience=50,
                  device="cpu", verbose=False, memory="medium", random_seed=None,
                  corr_warning_threshold=0.5, spd=True, soft_rank_strength=1.0,
-                 soft_rank_regularization="l2", random_state=None):
+                 soft_rank_regularization="l2", random_state=None, spd_form="reference"):
         self.interactions = interactions
         self.n_permutations = n_permutations
         self.distance = distance
@@ -410,11 +436,16 @@ class MLEM(PairwiseModel):
         self.soft_rank_strength = soft_rank_strength
         self.soft_rank_regularization = soft_rank_regularization
         self.random_state = random_state
+        self.spd_form = spd_form
 
     def _kind(self):
+        if self.spd_form not in ("reference", "quadratic"):
+            raise ValueError(f"spd_form must be 'reference' or 'quadratic'; got {self.spd_form!r}.")
         if not self.spd:
             return "free"
-        return "spd" if self.interactions else "diag"
+        if not self.interactions:
+            return "diag"
+        return "spd" if self.spd_form == "reference" else "spd_quadratic"
 
     def _check_params(self):
         if self.device != "cpu" and not str(self.device).startswith("cuda"):
@@ -482,6 +513,15 @@ class MLEM(PairwiseModel):
         return composed_step
 
     # ------------------------------------------------------------------ API
+    def get_weights(self):
+        """Learned weights: DataFrame (m, 1) 'Weight', or (m, m) lower triangle of the SPD matrix W
+        with interactions (with spd_form='quadratic' W is the quadratic form, and the coefficient
+        of the column d_a d_b, a > b, is 2 W_ab)."""
+        table = super().get_weights()
+        if self.interactions and self._kind() == "spd_quadratic":
+            table = table / (2.0 - np.eye(len(table)))
+        return table
+
     def estimate_batch_size(self, X, feature_names=None):
         """Smallest batch (pairs) whose feature-distance correlations are stable across trials."""
         self._check_params()
@@ -557,11 +597,33 @@ class MLEM(PairwiseModel):
         self.params_ = stopping.best_state
         self.weights_ = _shared.weights(self.params_, m, kind)
         drop = self._constant_columns()
-        if drop.any():  # columns 0 on every training pair: same fit; unit norm as weights() (Frobenius for spd)
+        if drop.any():  # columns 0 on every training pair: same fit; unit norm as weights() (Frobenius of W for spd)
             w = np.where(drop, 0.0, self.weights_)
-            a, b = np.tril_indices(m) if kind == "spd" else (0, 0)
-            self.weights_ = w / np.sqrt(np.sum(np.where(a != b, 2.0, 1.0) * w * w))
+            off = np.not_equal(*np.tril_indices(m)) if kind.startswith("spd") else np.zeros(len(w), bool)
+            tri = w / np.where(off, 2.0, 1.0) if kind == "spd_quadratic" else w  # W's lower triangle
+            self.weights_ = w / np.sqrt(np.sum(np.where(off, 2.0, 1.0) * tri * tri))
         self.best_score_ = stopping.best
         self.n_steps_ = len(stopping.history)
         self.history_ = np.array(stopping.history)
         return self
+
+    # ------------------------------------------------- the reference's attribute names
+    @property
+    def feature_names(self):
+        """The reference's name for the feature names: list of str (None before fit)."""
+        return list(self.feature_names_in_) if hasattr(self, "feature_names_in_") else None
+
+    @property
+    def batch_size_fit_(self):
+        """The reference's name for ``batch_size_``, the batch size used by fit (None before fit)."""
+        return getattr(self, "batch_size_", None)
+
+    @property
+    def model_(self):
+        raise AttributeError("fastmlem's MLEM holds no torch model (the reference's model_): the learned weights "
+                             "are weights_ (column coefficients) and get_weights().")
+
+    @property
+    def rng_(self):
+        raise AttributeError("fastmlem's MLEM holds no torch Generator (the reference's rng_): its random streams "
+                             "are counter-based and derived from random_state / random_seed.")

@@ -206,7 +206,7 @@ def rank_loss_grad(F: np.ndarray, w: np.ndarray, y: np.ndarray, strength=1.0, re
     """MLEM's training objective on one batch and its gradient w.r.t. the column weights.
 
     F: (B, q) predictor rows, w: (q,) weights, y: (B,) neural targets.
-    strength: float, or 'auto' (per vector: range / B, so the soft rank tracks the hard rank).
+    strength: float, or 'auto' (per vector: _shared.auto_strength, so the soft rank tracks the hard rank).
     Returns (score, grad_w): score = pearson(softrank(F w), softrank(y)).
     """
     pred = F @ w

@@ -276,19 +276,39 @@ def condensed_rdm(Y, metric: str = "euclidean", block_bytes: int = 2**26):
     # float32 Gram blocks for float16/32 euclidean (error ~1e-7 of the largest distance, tested);
     # cosine distances near 0 cancel in 1 - g / den, so cosine always takes float64 blocks
     work = np.float32 if Y.dtype != np.float64 and metric == "euclidean" else np.float64
-    mean = _column_mean(Y) if metric == "euclidean" else np.zeros(Y.shape[1])
-    Z = np.empty(Y.shape, dtype=work)
-    chunks = list(_row_blocks(n, block_bytes // (8 * Y.shape[1])))
-    largest = max(float(np.abs(Y[r0:r1]).max()) for r0, r1 in chunks) + float(np.abs(mean).max())
-    exponent = int(np.round(np.log2(largest))) if largest > 0 else 0  # scale by 2^-exponent (exact):
-    for r0, r1 in chunks:                                                # Gram entries cannot overflow
-        np.multiply(Y[r0:r1] - mean, 2.0 ** -exponent, out=Z[r0:r1], casting="unsafe")
-    sq = np.einsum("ij,ij->i", Z, Z, dtype=np.float64)
-    for r0, r1 in _row_blocks(n, block_bytes // (Z.itemsize * max(n, 1))):
-        core.condensed_from_gram(Z[r0:r1] @ Z[r0:].T, sq, r0, metric == "cosine", out)
-    if metric == "euclidean":
-        out *= 2.0 ** exponent
+    Z, scale = _gram_operand(Y, metric, work, block_bytes)
+    sq = np.empty(n)  # squared norms from the diagonal of the same products: duplicates get exactly 0
+    for r0, r1 in reversed(list(_row_blocks(n, block_bytes // (Z.itemsize * max(n, 1))))):
+        G = Z[r0:r1] @ Z[r0:].T  # (r1 - r0, n - r0); blocks last first, so sq[r1:] is already known
+        sq[r0:r1] = np.diagonal(G[:, :r1 - r0])
+        core.condensed_from_gram(G, sq, r0, metric == "cosine", out)
+    if scale != 1.0:
+        out *= scale
     return out
+
+
+def _gram_operand(Y, metric, work, block_bytes):
+    """(Z, scale): the operand Z (n, p) of ``work`` dtype whose Gram blocks give the RDM, built in
+    row chunks, and the factor its euclidean distances take: Y centred and divided by a power of
+    two (exact; no Gram entry can overflow) for 'euclidean', rows scaled to unit norm for 'cosine'
+    (zero rows stay zero; scale 1)."""
+    n, p = Y.shape
+    chunks = list(_row_blocks(n, block_bytes // (8 * p)))
+    Z = np.empty((n, p), dtype=work)
+    if metric == "euclidean":
+        mean = _column_mean(Y)
+        largest = max(float(np.abs(Y[r0:r1]).max()) for r0, r1 in chunks) + float(np.abs(mean).max())
+        exponent = int(np.round(np.log2(largest))) if largest > 0 else 0
+        for r0, r1 in chunks:
+            np.multiply(Y[r0:r1] - mean, 2.0 ** -exponent, out=Z[r0:r1], casting="unsafe")
+        return Z, 2.0 ** exponent
+    else:
+        for r0, r1 in chunks:
+            rows = Y[r0:r1].astype(np.float64)
+            rows /= np.abs(rows).max(axis=1, keepdims=True).clip(min=np.finfo(np.float64).tiny)  # no overflow
+            norms = np.sqrt(np.einsum("ij,ij->i", rows, rows))[:, None]
+            np.divide(rows, np.where(norms > 0, norms, 1.0), out=Z[r0:r1], casting="unsafe")
+    return Z, 1.0
 
 
 def all_pairs(n: int):
