@@ -193,12 +193,12 @@ def test_backend_dask_without_client_says_what_to_do():
 
 
 # ------------------------------------------------------------------------------ CV-friendly estimators
-@pytest.mark.parametrize("interactions", [False, True])
-def test_constant_feature_warns_and_gets_weight_and_importance_zero(interactions):
+@pytest.mark.parametrize("interactions,form", [(False, "reference"), (True, "reference"), (True, "quadratic")])
+def test_constant_feature_warns_and_gets_weight_and_importance_zero(interactions, form):
     X, Y = data(n=30, signal=3.0)
     X = X.assign(flat=1.0)
     with pytest.warns(ConstantFeatureWarning, match="'flat'"):
-        model = MLEM(**FAST, interactions=interactions, random_state=0).fit(X, Y)
+        model = MLEM(**FAST, interactions=interactions, spd_form=form, random_state=0).fit(X, Y)
     W = model.get_weights().to_numpy()
     if interactions:
         assert np.all(W[3, :] == 0) and np.all(np.nan_to_num(W[:, 3]) == 0)

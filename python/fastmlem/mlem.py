@@ -20,7 +20,8 @@ from . import _validate as check
 from . import ops
 from ._backend import METRICS, require_cuda, to_numpy
 from .solver import AdamW, EarlyStopping
-from .encoding import check_positive_int, constant_features, encode_features, interaction_names, is_torch, prepare_representations
+from .encoding import check_positive_int, constant_features, encode_features, interaction_names, is_torch, \
+    prepare_representations
 
 _MEMORY_BYTES = {"low": 2**28, "medium": 2**30, "high": 2**32,  # RDM / full batch / importance chunk budget
                  "auto": 2**30}  # the reference README's default name; its code runs it as 'medium'

@@ -27,6 +27,7 @@ from .encoding import MIN_STIMULI, ConstantFeatureWarning, constant_features, en
 __all__ = ["cross_validate", "permutation_test", "spearman_scorer", "summarize", "benjamini_hochberg"]
 
 _CONNECT_TIMEOUT = "10s"  # how long to try reaching a Dask scheduler address before giving up
+_QUIET = 1.0  # score's warning_threshold that never warns: Spearman values lie in [-1, 1], their sd <= 1
 
 
 # ---------------------------------------------------------------------------------------- inputs
@@ -173,7 +174,7 @@ def _importance(model, X, Y, square, idx=None, seed=None):
     model = clone(model).set_params(random_state=seed)
     if idx is not None:
         X, Y = _take(X, idx, square), _take(Y, idx, square)
-    tidy = model.fit(X, Y).score(warning_threshold=np.inf, tidy=True)
+    tidy = model.fit(X, Y).score(warning_threshold=_QUIET, tidy=True)
     return tidy.groupby("feature", sort=False)["importance"].mean()
 
 
@@ -182,7 +183,7 @@ def _cv_task(X, Y, model, train, test, seed, square):
     """One target x fold: fit on ``train``, tidy importance on ``test`` plus the fold's test Spearman."""
     model = clone(model).set_params(random_state=seed)
     model.fit(_take(X, train, square), _take(Y, train, square))
-    tidy = model.score(_take(X, test, square), _take(Y, test, square), warning_threshold=np.inf, tidy=True)
+    tidy = model.score(_take(X, test, square), _take(Y, test, square), warning_threshold=_QUIET, tidy=True)
     return tidy.assign(test_spearman=tidy["baseline"].mean())
 
 
@@ -359,7 +360,7 @@ def spearman_scorer(estimator, X, Y):
     ``GridSearchCV(MLEM(), {"lr": [0.03, 0.1]}, scoring=spearman_scorer)`` work with it (the
     estimators' own ``score`` returns importance tables, not a number).
     """
-    return float(estimator.score(X, Y, warning_threshold=np.inf, tidy=True)["baseline"].mean())
+    return float(estimator.score(X, Y, warning_threshold=_QUIET, tidy=True)["baseline"].mean())
 
 
 def summarize(cv=None, test=None):
