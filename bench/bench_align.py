@@ -23,9 +23,14 @@ Where the speed-up comes from
   dominate both loops, so expect only a modest gain here; on a GPU (cupy input) the batching is
   what matters.
 
+netrep's Procrustes barycentre (``netrep.multiset.frechet_mean``, group "orth") is timed too
+when ``import netrep`` works (netrep is not on PyPI: pip install it from its repository).
+
 Usage:  python bench/bench_align.py            (K=16, n=10000, d=768, 5 iterations, 3 repeats:
                                                 about 4 minutes on 2 cores)
         python bench/bench_align.py --quick    (K=8, n=2000, d=256; seconds)
+        python bench/bench_align.py --issue    (K=8, n=5000, d=256 and d=768, the sizes of the
+                                                speed issue)
 """
 import argparse
 import statistics
@@ -53,6 +58,16 @@ def textbook_gpa(models, tol, max_iter):
         if change < tol:
             break
     return B, it
+
+
+def netrep_barycenter(models, tol, max_iter):
+    """netrep's Procrustes barycentre, or None when netrep is missing."""
+    try:
+        from netrep.multiset import frechet_mean
+    except ImportError:
+        return None
+    return frechet_mean([X - X.mean(axis=0) for X in models], group="orth", tol=max(tol, 1e-12),
+                        max_iter=max_iter)
 
 
 def make_models(K, n, d, latent, noise, seed):
@@ -85,10 +100,25 @@ def main():
     p.add_argument("--tol", type=float, default=0.0, help="0: run exactly --iters iterations")
     p.add_argument("--repeat", type=int, default=3)
     p.add_argument("--quick", action="store_true", help="K=8, n=2000, d=256, dims 64 32")
+    p.add_argument("--issue", action="store_true", help="K=8, n=5000, d=256 then d=768")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=None,
+                   help="BLAS threads (default: the library's); 1 is stabler on a loaded machine")
     args = p.parse_args()
+    if args.threads:
+        from threadpoolctl import threadpool_limits
+        threadpool_limits(args.threads)
     if args.quick:
         args.K, args.n, args.d, args.dims, args.latent = 8, 2000, 256, [64, 32], 32
+    if args.issue:
+        for d in (256, 768):
+            args.K, args.n, args.d, args.dims = 8, 5000, d, [128]
+            run(args)
+        return
+    run(args)
+
+
+def run(args):
     models = make_models(args.K, args.n, args.d, args.latent, args.noise, args.seed)
     print(f"K={args.K} models, n={args.n} stimuli, d={args.d} units, iterations <= {args.iters}, "
           f"tol={args.tol}, median of {args.repeat} runs")
@@ -97,6 +127,16 @@ def main():
     t_ref, (B_ref, it_ref) = timed(lambda: textbook_gpa(models, args.tol, args.iters),
                                    args.repeat)
     rows = [("textbook numpy GPA (full d)", t_ref, it_ref, 0.0)]
+    try:
+        if netrep_barycenter(models[:2], 0.0, 1) is not None:
+            t_nr, out = timed(lambda: netrep_barycenter(models, args.tol, args.iters), args.repeat)
+            B_nr = out[0] if isinstance(out, tuple) else out
+            rows.append(("netrep frechet_mean (full d)", t_nr, args.iters,
+                         procrustes_distance(B_nr, B_ref)))
+        else:
+            print("netrep not installed: its barycentre is not timed")
+    except Exception as exc:  # an API we could not check here: report, do not stop the bench
+        print(f"netrep frechet_mean failed ({type(exc).__name__}: {exc}); not timed")
     for dim in ["pad", *args.dims]:
         est = BarycentricAlignment(dim=dim, tol=args.tol, max_iter=args.iters)
         t, fitted = timed(lambda: est.fit(models), args.repeat)

@@ -3,7 +3,7 @@
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
-#include <map>
+#include <cmath>
 #include <string>
 
 #include "binding_checks.hpp"
@@ -21,6 +21,47 @@ static bool precomputed(const dArr& X) {
   return X.ndim() == 3;
 }
 static int64_t n_columns(const dArr& X) { return X.shape(X.ndim() - 1); }
+
+static fastmlem::Metric parse_metric(const std::string& name) {
+  for (int k = 0; k < fastmlem::kMetricCount; ++k)
+    if (name == fastmlem::kMetricNames[k]) return static_cast<fastmlem::Metric>(k);
+  throw py::value_error("unknown metric '" + name + "'");
+}
+
+// MLEM's neural targets for n stimuli: a condensed RDM (1-D, n(n-1)/2, as float64), or the
+// representations Y (n, p) of float16/float32/float64 with unit column stride, read in place.
+// `keep` holds the array so the raw pointers stay valid.
+struct HeldSource {
+  py::array keep;
+  fastmlem::NeuralSource source;
+};
+static HeldSource neural_source(const py::array& targets, const std::string& metric, int64_t n) {
+  HeldSource h;
+  h.source.n = n;
+  if (targets.ndim() == 1) {
+    dArr D = dArr::ensure(targets);
+    if (!D || D.shape(0) != n * (n - 1) / 2)
+      throw py::value_error("the condensed RDM must have n(n-1)/2 = " + std::to_string(n * (n - 1) / 2) + " entries");
+    h.keep = D;
+    h.source.rdm = D.data();
+    return h;
+  }
+  if (targets.ndim() != 2 || targets.shape(0) != n)
+    throw py::value_error("Y must be (n, p) with n = " + std::to_string(n) + " rows");
+  const auto kind = targets.dtype().kind();
+  const py::ssize_t size = targets.itemsize();
+  if (kind != 'f' || (size != 2 && size != 4 && size != 8))
+    throw py::type_error("Y must be float16, float32 or float64");
+  if ((targets.shape(1) > 1 && targets.strides(1) != size) || targets.strides(0) < 0 || targets.strides(0) % size)
+    throw py::value_error("Y must have unit column stride and a non-negative row stride (np.ascontiguousarray)");
+  h.keep = targets;
+  h.source.Y = targets.data();
+  h.source.itemsize = static_cast<int>(size);
+  h.source.p = targets.shape(1);
+  h.source.ld = targets.strides(0) / size;
+  h.source.metric = parse_metric(metric);
+  return h;
+}
 
 PYBIND11_MODULE(_core, mod) {
   mod.doc() = "fastmlem compiled CPU kernels";
@@ -73,6 +114,10 @@ PYBIND11_MODULE(_core, mod) {
       fastmlem::soft_rank(x.data(), eps.data(), T, B, kl, ranks.mutable_data(), perm.mutable_data(), block.mutable_data()); }
     return py::make_tuple(ranks, perm, block);
   });
+  mod.def("auto_strength", [](dArr x) {
+    py::gil_scoped_release r;
+    return fastmlem::auto_strength(x.data(), x.size());
+  });
   mod.def("soft_rank_vjp", [](dArr g, dArr x, dArr ranks, iArr perm, iArr block, dArr eps, bool kl) {
     check::ndim(x, 2, "x");
     for (const auto& [a, name] : {std::pair<const py::array*, const char*>{&g, "g"}, {&ranks, "ranks"}, {&perm, "perm"},
@@ -87,23 +132,24 @@ PYBIND11_MODULE(_core, mod) {
       fastmlem::soft_rank_vjp(g.data(), x.data(), ranks.data(), perm.data(), block.data(), eps.data(), T, B, kl, out.mutable_data()); }
     return out;
   });
-  // Holds numpy references to X and D so the raw pointers stay valid for the object's lifetime.
+  // Holds numpy references to X and the targets so the raw pointers stay valid for the object's lifetime.
   struct PyMlemStep {
-    static dArr checked(dArr X, const dArr& D, int64_t batch) {
+    dArr X;
+    HeldSource targets;
+    fastmlem::MlemStep impl;
+    static dArr checked(dArr X, int64_t batch) {
       check::features(X);
-      check::condensed(D, X.shape(0));
       check::at_least(batch, 1, "batch_size");
       return X;
     }
-    dArr X, D;
-    fastmlem::MlemStep impl;
-    PyMlemStep(dArr X_, dArr D_, bool interactions, double nan_to_num, int64_t batch, uint64_t seed,
-               double strength, bool kl)
-        : X(checked(X_, D_, batch)), D(D_), impl(X.data(), D.data(), X.shape(0), n_columns(X), precomputed(X), interactions,
-                             nan_to_num, batch, seed, strength, kl) {}
+    PyMlemStep(dArr X_, py::array targets_, const std::string& metric, bool interactions, double nan_to_num,
+               int64_t batch, uint64_t seed, double strength, bool kl)
+        : X(checked(X_, batch)), targets(neural_source(targets_, metric, X_.shape(0))),
+          impl(X.data(), targets.source, X.shape(0), n_columns(X), precomputed(X), interactions, nan_to_num, batch,
+               seed, strength, kl) {}
   };
   py::class_<PyMlemStep>(mod, "MlemStep")
-      .def(py::init<dArr, dArr, bool, double, int64_t, uint64_t, double, bool>())
+      .def(py::init<dArr, py::array, std::string, bool, double, int64_t, uint64_t, double, bool>())
       .def("step", [](PyMlemStep& self, uint64_t stream, dArr w, double lo, double hi) {
         check::shape(w, {self.impl.columns()}, "w");
         check::finite(w, "w");
@@ -125,35 +171,37 @@ PYBIND11_MODULE(_core, mod) {
                                      perm.mutable_data()); }
     return py::make_tuple(base, perm);
   });
-  // Y is taken as it comes, float32 or float64 with any row stride (unit column stride: ops.py checks).
-  const auto neural = [](auto Y, iArr i, iArr j, const std::string& metric) {
-    using T = typename decltype(Y)::value_type;
-    check::ndim(Y, 2, "Y");
-    check::require((Y.shape(1) <= 1 || Y.strides(1) == sizeof(T)) && Y.strides(0) % sizeof(T) == 0,
-                   "Y must have contiguous rows (unit column stride)");
-    check::pairs(i, j, Y.shape(0));
-    static const std::map<std::string, fastmlem::NeuralMetric> metrics = {
-        {"euclidean", fastmlem::NeuralMetric::euclidean}, {"manhattan", fastmlem::NeuralMetric::manhattan},
-        {"cosine", fastmlem::NeuralMetric::cosine}, {"norm_diff", fastmlem::NeuralMetric::norm_diff}};
-    const auto m = metrics.find(metric);
-    if (m == metrics.end()) throw py::value_error("unknown metric " + metric);
-    const int64_t B = i.shape(0), ld = Y.strides(0) / static_cast<py::ssize_t>(sizeof(T));
+  // Distances of pairs from `targets`: a condensed RDM of n stimuli, or the rows of Y (n, p) taken as
+  // they come (float16/32/64, any row stride, unit column stride).
+  mod.def("neural_distances", [](py::array targets, int64_t n, iArr i, iArr j, const std::string& metric) {
+    const HeldSource h = neural_source(targets, metric, n);
+    check::pairs(i, j, n);
+    const int64_t B = i.shape(0);
     dArr out(B);
-    { py::gil_scoped_release r;
-      fastmlem::neural_distances(Y.data(), Y.shape(0), Y.shape(1), ld, i.data(), j.data(), B, m->second,
-                                 out.mutable_data()); }
+    { py::gil_scoped_release r; h.source.distances(i.data(), j.data(), B, std::nan(""), true, out.mutable_data()); }
     return out;
-  };
-  mod.def("neural_distances", [neural](py::array_t<float> Y, iArr i, iArr j, const std::string& metric) {
-    return neural(Y, i, j, metric);
   });
-  mod.def("neural_distances", [neural](py::array_t<double> Y, iArr i, iArr j, const std::string& metric) {
-    return neural(Y, i, j, metric);
+  mod.def("condensed_from_gram", [](py::array G, dArr sq, int64_t r0, bool cosine,
+                                    py::array_t<double, py::array::c_style> out) {
+    const int64_t n = sq.shape(0), rows = G.ndim() == 2 ? G.shape(0) : -1;
+    if (G.ndim() != 2 || r0 < 0 || r0 + rows > n || G.shape(1) != n - r0 || out.size() != n * (n - 1) / 2)
+      throw py::value_error("condensed_from_gram: need G (rows, n - r0), sq (n,), out (n(n-1)/2,)");
+    double* dst = out.mutable_data();
+    if (G.dtype().is(py::dtype::of<float>())) {
+      auto g = py::array_t<float, py::array::c_style>::ensure(G);
+      py::gil_scoped_release r;
+      fastmlem::condensed_from_gram(g.data(), sq.data(), r0, r0 + rows, n, cosine, dst);
+    } else {
+      dArr g = dArr::ensure(G);
+      py::gil_scoped_release r;
+      fastmlem::condensed_from_gram(g.data(), sq.data(), r0, r0 + rows, n, cosine, dst);
+    }
   });
-  mod.def("permutation_importance", [](dArr X, dArr D, dArr w, bool interactions, double nan_to_num, int64_t B,
-                                       uint64_t seed, uint64_t stream0, uint64_t perm_seed, int64_t n_tasks, int64_t P) {
+  mod.def("permutation_importance", [](dArr X, py::array targets, const std::string& metric, dArr w, bool interactions,
+                                       double nan_to_num, int64_t B, uint64_t seed, uint64_t stream0, uint64_t perm_seed,
+                                       int64_t n_tasks, int64_t P) {
     check::features(X);
-    check::condensed(D, X.shape(0));
+    const HeldSource h = neural_source(targets, metric, X.shape(0));
     const int64_t m = n_columns(X), q = interactions ? m * (m + 1) / 2 : m;
     check::shape(w, {q}, "w");
     check::finite(w, "w");
@@ -163,8 +211,11 @@ PYBIND11_MODULE(_core, mod) {
     dArr base(n_tasks), permuted(n_tasks);
     { py::gil_scoped_release r;
       fastmlem::permutation_importance(X.data(), X.shape(0), n_columns(X), precomputed(X), interactions, nan_to_num,
-                                       D.data(), w.data(), B, seed, stream0, perm_seed, n_tasks, P,
+                                       h.source, w.data(), B, seed, stream0, perm_seed, n_tasks, P,
                                        base.mutable_data(), permuted.mutable_data()); }
     return py::make_tuple(base, permuted);
   });
+  py::tuple names(fastmlem::kMetricCount);
+  for (int k = 0; k < fastmlem::kMetricCount; ++k) names[k] = fastmlem::kMetricNames[k];
+  mod.attr("METRICS") = names;
 }

@@ -3,6 +3,8 @@
 #include <cstdint>
 #include <vector>
 
+#include "pair_math.hpp"
+
 namespace fastmlem {
 
 // Counter-based random numbers: bits[k] = splitmix64(stream_key(seed, stream) + k).
@@ -29,14 +31,15 @@ struct RankBuffers {
 void rank_row(const double* x, int64_t B, double* out, RankBuffers& buffers);
 double pearson_row(const double* a, const double* b, int64_t B);
 
+struct NeuralSource;
 // Permutation feature importance of MLEM, fused: for each task t < n_tasks (column c = t / P),
-// a fresh batch of B pairs (sample_pairs stream stream0 + t), neural distances looked up in the
-// condensed RDM D (NaN -> nan_to_num), prediction sum_c F_c w_c summed in column order (identical
+// a fresh batch of B pairs (sample_pairs stream stream0 + t), neural distances from `targets`
+// (condensed RDM or gathered rows; NaN -> nan_to_num), prediction sum_c F_c w_c summed in column order (identical
 // rows tie exactly), column c permuted across pairs by numpy_backend.random_permutations(B, 1,
 // perm_seed, t), and the exact Spearman (average ranks, y ranked once) of both. OpenMP over tasks.
 void permutation_importance(const double* X, int64_t n, int64_t m, bool precomputed, bool interactions,
                             double nan_to_num,
-                            const double* D, const double* w, int64_t B, uint64_t seed, uint64_t stream0,
+                            const NeuralSource& targets, const double* w, int64_t B, uint64_t seed, uint64_t stream0,
                             uint64_t perm_seed, int64_t n_tasks, int64_t P, double* base, double* permuted);
 
 // Exact Spearman correlation of T row pairs of length B.
@@ -51,6 +54,10 @@ namespace fastmlem {
 // pooled PAV block, which soft_rank_vjp needs.
 void soft_rank(const double* x, const double* eps, int64_t T, int64_t B, bool kl, double* ranks,
                int64_t* perm, int64_t* block_start);
+// The 'auto' l2 strength of one vector x (B,): the largest range * 2^t, t in [-40, 0] (16 bisection
+// steps on t; t = 0 when it qualifies), whose soft ranks correlate >= 0.999 with the average ranks;
+// 1.0 for a constant x or B < 2. Twin: fastmlem._shared.auto_strength.
+double auto_strength(const double* x, int64_t B);
 // grad_x of <g, soft_rank(x)>, from the forward's records.
 void soft_rank_vjp(const double* g, const double* x, const double* ranks, const int64_t* perm,
                    const int64_t* block_start, const double* eps, int64_t T, int64_t B, bool kl,
@@ -64,11 +71,34 @@ namespace fastmlem {
 void permutation_spearman(const double* pred, const double* permuted, const double* y, int64_t K, int64_t T,
                           int64_t B, double* base, double* permuted_out);
 
-// Neural distances of B sampled pairs of rows of Y (n, p), row stride ld elements, unit column stride;
-// accumulated in double. cosine is 1 - cos (1 when either row is zero); norm_diff is | |y_i| - |y_j| |.
-enum class NeuralMetric : int { euclidean = 0, manhattan = 1, cosine = 2, norm_diff = 3 };
+// Neural distances of B sampled pairs of rows of Y (n, p), row stride ld elements, unit column stride,
+// float16 (uint16_t bits), float32 or float64; accumulated in double (pair_math.hpp). `parallel`:
+// OpenMP across pairs when the work is large (off inside an outer parallel region).
+void neural_distances(const uint16_t* Y, int64_t n, int64_t p, int64_t ld, const int64_t* i, const int64_t* j,
+                      int64_t B, Metric metric, double* out, bool parallel = true);
 void neural_distances(const float* Y, int64_t n, int64_t p, int64_t ld, const int64_t* i, const int64_t* j, int64_t B,
-                      NeuralMetric metric, double* out);
+                      Metric metric, double* out, bool parallel = true);
 void neural_distances(const double* Y, int64_t n, int64_t p, int64_t ld, const int64_t* i, const int64_t* j, int64_t B,
-                      NeuralMetric metric, double* out);
+                      Metric metric, double* out, bool parallel = true);
+
+// Where MLEM's neural targets come from: a condensed RDM (rdm != nullptr), or rows of Y gathered
+// per pair (Y of itemsize 2 = float16, 4, 8). The caller owns the memory.
+struct NeuralSource {
+  int64_t n = 0;
+  const double* rdm = nullptr;
+  const void* Y = nullptr;
+  int itemsize = 8;
+  int64_t p = 0, ld = 0;
+  Metric metric = Metric::euclidean;
+  // y[k] = distance of pair (i[k], j[k]), NaN -> nan_to_num.
+  void distances(const int64_t* i, const int64_t* j, int64_t B, double nan_to_num, bool parallel, double* y) const;
+};
+
+// Rows r0..r1-1 of a condensed RDM of n stimuli, from the Gram block G ((r1 - r0), n - r0) =
+// Y[r0:r1] Y[r0:]^T and the squared row norms sq (n,): euclidean sqrt(sq_r + sq_c - 2 g) (Y centred
+// by the caller), or cosine 1 - g / (|y_r| |y_c|) (1 for a zero row).
+void condensed_from_gram(const float* G, const double* sq, int64_t r0, int64_t r1, int64_t n, bool cosine,
+                         double* out);
+void condensed_from_gram(const double* G, const double* sq, int64_t r0, int64_t r1, int64_t n, bool cosine,
+                         double* out);
 }  // namespace fastmlem

@@ -1,18 +1,20 @@
-// MLEM's training step fused into one call: sample pairs, predictor rows, neural distances from a
-// condensed RDM, running min-max + square, prediction, soft ranks, Pearson and its gradient.
+// MLEM's training step fused into one call: sample pairs, predictor rows, neural distances (from a
+// condensed RDM or gathered from the rows of Y), running min-max + square, prediction, soft ranks, Pearson and its gradient.
 // The same objective as fastmlem.ops.rank_loss_grad (tested equal), without per-step Python.
 #pragma once
 #include <cstdint>
 #include <vector>
 
+#include "kernels.hpp"
+
 namespace fastmlem {
 
 class MlemStep {
  public:
-  // X (n, m) encoded features, or (n, n, m) per-feature distances when precomputed; D condensed
-  // RDM (n(n-1)/2); both kept by reference (caller owns).
-  // strength > 0: fixed soft-rank strength; strength <= 0: 'auto' (range / B per vector).
-  MlemStep(const double* X, const double* D, int64_t n, int64_t m, bool precomputed, bool interactions,
+  // X (n, m) encoded features, or (n, n, m) per-feature distances when precomputed; targets: the
+  // condensed RDM or the rows of Y; both kept by reference (caller owns).
+  // strength > 0: fixed soft-rank strength; strength <= 0: 'auto' (auto_strength per vector).
+  MlemStep(const double* X, const NeuralSource& targets, int64_t n, int64_t m, bool precomputed, bool interactions,
            double nan_to_num, int64_t batch, uint64_t seed, double strength, bool kl);
   // One step on stream `stream` with column weights w (q). Updates the running lo/hi of the raw
   // neural distances; writes grad_w (q); returns the score pearson(softrank(F w), softrank(y)).
@@ -20,7 +22,8 @@ class MlemStep {
   int64_t columns() const { return q_; }
 
  private:
-  const double *X_, *D_;
+  const double* X_;
+  NeuralSource targets_;
   int64_t n_, m_, q_, B_;
   bool precomputed_, interactions_, kl_;
   double nan_to_num_, strength_;

@@ -10,6 +10,7 @@ import types
 
 import numpy as np
 
+from fastmlem import _shared
 from fastmlem import numpy_backend as nb
 from fastmlem import ops
 
@@ -63,7 +64,7 @@ def fake_cupy():
         setattr(cp, name, getattr(np, name))
     for name in ["empty", "zeros", "ones", "full", "arange", "where", "concatenate", "stack", "triu", "triu_indices",
                  "einsum", "isnan", "isfinite", "ascontiguousarray", "minimum", "maximum", "nan_to_num", "allclose",
-                 "abs"]:
+                 "abs", "sqrt"]:
         setattr(cp, name, (lambda f: lambda *a, **k: _device(f(*a, **k)))(getattr(np, name)))
     cp.asarray = lambda a, dtype=None: _device(np.array(a, dtype=dtype) if not isinstance(a, np.ndarray)
                                                else np.asarray(a, dtype=dtype))
@@ -119,27 +120,21 @@ def fake_cuda_module():
         Ya = _at(Y, np.float32 if itemsize == 4 else np.float64, (n, p))
         _at(out, np.float64, B)[:] = nb.neural_distances(Ya, ia, ja, names[metric])
 
-    def lookup_square(D, itemsize, n, i, j, B, out, s):
-        on_stream(s)
-        Da = _at(D, np.float32 if itemsize == 4 else np.float64, (n, n))
-        _at(out, np.float64, B)[:] = Da[_at(i, np.int64, B), _at(j, np.int64, B)]
-
     def lookup_condensed(D, n, i, j, B, out, s):
         on_stream(s)
         _at(out, np.float64, B)[:] = nb.rdm_lookup(_at(D, np.float64, n * (n - 1) // 2), n, _at(i, np.int64, B),
                                                    _at(j, np.int64, B))
 
     def condensed_from_gram(G, ld, sq, r0, r1, n, metric, out, s):
+        """Rows r0:r1 of the condensed RDM from their Gram rows, by the shared definition
+        (fastmlem._shared.distances_from_gram), not by a copy of the kernel's formula."""
         on_stream(s)
+        if r1 <= r0:
+            return
         Ga, sqa, o = _at(G, np.float64, (r1 - r0, ld)), _at(sq, np.float64, n), _at(out, np.float64, n * (n - 1) // 2)
+        D = _shared.distances_from_gram(Ga[:, :n], sqa[r0:r1, None], sqa[None, :], names[metric], np)
         for r in range(r0, r1):
-            c = np.arange(r + 1, n)
-            k, g = n * r - r * (r + 1) // 2 + c - r - 1, Ga[r - r0, c]
-            if names[metric] == "cosine":
-                den = np.sqrt(sqa[r]) * np.sqrt(sqa[c])
-                o[k] = np.where(den > 0, 1 - g / np.where(den > 0, den, 1), 1.0)
-            else:
-                o[k] = np.sqrt(np.maximum(sqa[r] + sqa[c] - 2 * g, 0))
+            o[_shared.condensed_index(r, n):_shared.condensed_index(r + 1, n)] = D[r - r0, r + 1:]
 
     def rank_average(x, T, B, out, work, work_bytes, s):
         on_stream(s)

@@ -268,6 +268,67 @@ def test_bad_models_raise_clear_errors(models, match):
         BarycentricAlignment().fit(models)
 
 
+@pytest.mark.parametrize("group", ["orth", "perm"])
+def test_gram_route_matches_the_data_route(monkeypatch, group):
+    """solve() iterates on the (K k, K k) Gram when K k < 2 n; same fit as on the data."""
+    from fastmlem.align import _solve
+
+    rng = np.random.default_rng(21)
+    models = noisy_models(rng)
+    fast = BarycentricAlignment(group=group, tol=1e-10, max_iter=500).fit(models)
+    monkeypatch.setattr(_solve, "GRAM_BYTES", 0)
+    plain = BarycentricAlignment(group=group, tol=1e-10, max_iter=500).fit(models)
+    assert fast.n_iter_ == plain.n_iter_ and fast.converged_
+    np.testing.assert_allclose(fast.barycenter_, plain.barycenter_, atol=1e-9)
+    np.testing.assert_allclose(fast.history_.to_numpy(), plain.history_.to_numpy(),
+                               rtol=1e-6, atol=1e-9)
+
+
+def test_extreme_values_neither_hang_nor_break_the_fit():
+    """An entry of 1e308 once sent the SVD of an inf/NaN cross-covariance into an endless loop."""
+    import threading
+
+    rng = np.random.default_rng(17)
+    A, B = rng.standard_normal((50, 4)), rng.standard_normal((50, 4))
+    A[3, 1] = 1e308
+    out = {}
+    worker = threading.Thread(target=lambda: out.setdefault("fit", BarycentricAlignment(
+        max_iter=20).fit([A, B])), daemon=True)
+    worker.start()
+    worker.join(60)
+    assert not worker.is_alive(), "fit hangs on an entry of 1e308"
+    al = out["fit"]
+    assert np.all(np.isfinite(al.barycenter_)) and np.all(np.isfinite(al.rotations_))
+
+
+@pytest.mark.parametrize("s", [1e-300, 1e-30, 1e30, 1e300])
+@pytest.mark.parametrize("scale", [None, "frobenius", "standardize"])
+def test_alignment_is_equivariant_to_the_scale_of_the_data(s, scale):
+    rng = np.random.default_rng(18)
+    models = noisy_models(rng)
+    base = BarycentricAlignment(scale=scale).fit(models)
+    moved = BarycentricAlignment(scale=scale).fit([m * s for m in models])
+    np.testing.assert_allclose(moved.rotations_, base.rotations_, atol=1e-8)
+    factor = 1.0 if scale else s
+    np.testing.assert_allclose(moved.barycenter_ / factor, base.barycenter_, rtol=1e-8,
+                               atol=1e-10 * np.abs(base.barycenter_).max())
+    assert procrustes_distance(models[0] * s, models[1]) == pytest.approx(
+        procrustes_distance(models[0], models[1]), rel=1e-10)
+    assert procrustes_distance(models[0] * s, models[1] * s, normalize=False) == pytest.approx(
+        s * procrustes_distance(models[0], models[1], normalize=False), rel=1e-10)
+
+
+def test_torch_tensors_are_read():
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(19)
+    models = noisy_models(rng)
+    base = BarycentricAlignment().fit(models)
+    al = BarycentricAlignment().fit([torch.tensor(m, requires_grad=True) for m in models])
+    np.testing.assert_allclose(al.barycenter_, base.barycenter_, rtol=1e-10)
+    np.testing.assert_allclose(al.transform(torch.tensor(models[1]), 1), base.aligned_[1],
+                               rtol=1e-8, atol=1e-10)
+
+
 @pytest.mark.parametrize("params, match", [
     ({"dim": 11}, "only n=10 stimuli"), ({"dim": "min"}, "dim must be"),
     ({"group": "so3"}, "unknown group"), ({"scale": "l2"}, "unknown scale"),

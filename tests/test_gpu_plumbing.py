@@ -65,7 +65,7 @@ def test_mlem_on_cuda_with_precomputed_distances_equals_cpu(cp):
 
 def test_mlem_on_cuda_samples_pairs_when_the_rdm_is_too_big(cp, monkeypatch):
     import fastmlem.mlem as mlem_module
-    monkeypatch.setattr(mlem_module, "_MAX_RDM_PAIRS", 10)
+    monkeypatch.setattr(mlem_module, "use_rdm", lambda *args: False)
     X, Y = data()
     cpu = MLEM(random_state=1, max_steps=10, batch_size=300).fit(X, Y)
     gpu = MLEM(random_state=1, max_steps=10, batch_size=300, device="cuda:0").fit(X, cp.asarray(Y))

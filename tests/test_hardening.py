@@ -37,7 +37,7 @@ OVERSIZED = [
     ("ops.permutation_importance(Xe, D, np.ones(3), False, 0.0, 2**40, 0, 0, 1, 2)", "MemoryError", "GiB"),
     # straight to C++, past the Python checks: the allocation fails inside the OpenMP region and
     # comes out as MemoryError (it used to call std::terminate)
-    ("_core.permutation_importance(Xe, D, np.ones(3), False, 0.0, 2**40, 0, 0, 1, 6, 2)", "MemoryError", ""),
+    ("_core.permutation_importance(Xe, D, 'euclidean', np.ones(3), False, 0.0, 2**40, 0, 0, 1, 6, 2)", "MemoryError", ""),
 ]
 
 
@@ -79,18 +79,18 @@ BINDING = [
     ("_core.feature_distances(Xe, np.array([-1]), np.array([1]), False, 0.0)", "IndexError", "out of range"),
     ("_core.feature_distances(Xe, np.array([0]), np.array([1, 2]), False, 0.0)", "ValueError", "same length"),
     ("_core.feature_distances(np.ones((4, 3, 2)), np.array([0]), np.array([1]), False, 0.0)", "ValueError", "(n, n, m)"),
-    ("_core.neural_distances(np.ones((5, 3)), np.array([0]), np.array([5]), 'euclidean')", "IndexError", "[0, 5)"),
-    ("_core.neural_distances(np.ones((5, 6))[:, ::2], np.array([0]), np.array([1]), 'euclidean')", "ValueError",
+    ("_core.neural_distances(np.ones((5, 3)), 5, np.array([0]), np.array([5]), 'euclidean')", "IndexError", "[0, 5)"),
+    ("_core.neural_distances(np.ones((5, 6))[:, ::2], 5, np.array([0]), np.array([1]), 'euclidean')", "ValueError",
      "column stride"),
-    ("_core.MlemStep(Xe, D[:-1], False, 0.0, 10, 0, 1.0, False)", "ValueError", "condensed"),
-    ("_core.MlemStep(Xe, D, False, 0.0, 0, 0, 1.0, False)", "ValueError", "batch_size"),
-    ("_core.MlemStep(Xe, D, False, 0.0, 10, 0, 1.0, False).step(0, np.ones(2), np.inf, -np.inf)", "ValueError",
+    ("_core.MlemStep(Xe, D[:-1], 'euclidean', False, 0.0, 10, 0, 1.0, False)", "ValueError", "condensed"),
+    ("_core.MlemStep(Xe, D, 'euclidean', False, 0.0, 0, 0, 1.0, False)", "ValueError", "batch_size"),
+    ("_core.MlemStep(Xe, D, 'euclidean', False, 0.0, 10, 0, 1.0, False).step(0, np.ones(2), np.inf, -np.inf)", "ValueError",
      "w must have shape (3,)"),
-    ("_core.MlemStep(Xe, D, False, 0.0, 10, 0, 1.0, False).step(0, np.array([1, np.nan, 1]), np.inf, -np.inf)",
+    ("_core.MlemStep(Xe, D, 'euclidean', False, 0.0, 10, 0, 1.0, False).step(0, np.array([1, np.nan, 1]), np.inf, -np.inf)",
      "ValueError", "finite"),
-    ("_core.permutation_importance(Xe, D, np.ones(2), False, 0.0, 10, 0, 0, 1, 6, 2)", "ValueError", "w"),
-    ("_core.permutation_importance(Xe, D, np.ones(3), False, 0.0, 10, 0, 0, 1, 7, 2)", "ValueError", "n_tasks"),
-    ("_core.permutation_importance(Xe, D, np.ones(3), False, 0.0, 10, 0, 0, 1, 6, 0)", "ValueError", "n_permutations"),
+    ("_core.permutation_importance(Xe, D, 'euclidean', np.ones(2), False, 0.0, 10, 0, 0, 1, 6, 2)", "ValueError", "w"),
+    ("_core.permutation_importance(Xe, D, 'euclidean', np.ones(3), False, 0.0, 10, 0, 0, 1, 7, 2)", "ValueError", "n_tasks"),
+    ("_core.permutation_importance(Xe, D, 'euclidean', np.ones(3), False, 0.0, 10, 0, 0, 1, 6, 0)", "ValueError", "n_permutations"),
     ("_core.sample_pairs(0, 10, 0, 0)", "ValueError", "n must be >= 1"),
     ("_core.sample_pairs(5, -1, 0, 0)", "ValueError", "size"),
 ]
@@ -282,8 +282,7 @@ def test_fused_and_composed_importances_identical_with_interactions():
     model = MLEM(random_state=4, batch_size=300, max_steps=3, n_permutations=3, interactions=True).fit(X, Y)
     model.weights_ = np.array([0.1, 0.7, 0.3, 0.1, 0.1, 0.7, 0.2, 0.7, 0.1, 0.2])
     fused, base = model.score(warning_threshold=1.0)
-    rows = model._rows(model.X_, model.Y_)
-    b, p = model._permutation_spearman(rows, 70, 300, 10, model._seed(), model._seed() + 1)
+    b, p = model._permutation_spearman(model._training_source(), 300, 10, model._seed(), model._seed() + 1)
     np.testing.assert_array_equal(base, b)
     np.testing.assert_array_equal(fused.to_numpy(), (b - p).reshape(10, 3).T)
 

@@ -62,8 +62,8 @@ def test_best_weights_are_returned():
     model = MLEM(random_state=0, batch_size=500, max_steps=40, patience=1000, lr=0.5).fit(X, Y)
     best = int(np.argmax(model.history_))
     assert model.best_score_ == model.history_[best] and best < model.n_steps_ - 1  # best is not the last
-    rows = model._rows(model.X_, model.Y_)
-    step = ops.mlem_step(rows.X, rows.rdm, False, 0.0, model.batch_size_, model._seed())
+    source = model._training_source()
+    step = ops.mlem_step(source.X, source.targets, False, 0.0, model.batch_size_, model._seed(), metric=source.metric)
     lo, hi = np.inf, -np.inf
     for stream in range(best):  # the running min-max of the neural distances does not depend on w
         _, _, lo, hi = step(stream, model.weights_, lo, hi)
@@ -185,17 +185,15 @@ def test_memory_setting_gives_the_same_importances(memory):
 
 
 def test_score_matches_numpy_permutation_importance_twin():
-    from fastmlem import numpy_backend as nb, ops
+    """MLEM.score (one fused C++ call) == numpy_backend.permutation_importance on the raw Y."""
+    from fastmlem import numpy_backend as nb
     X, Y = simulate(n=80)
     model = MLEM(random_state=3, batch_size=400, max_steps=20, n_permutations=2).fit(X, Y)
     imp, base = model.score()
-    # recompute task 3 (column 1, permutation 1) with the numpy twins
-    rows = model._rows(model.X_, model.Y_)
-    F, y = rows(*ops.sample_pairs(80, 400, model._seed(), 2**32 + 3))
-    perm = nb.random_permutations(400, 1, model._seed() + 1, 3)[0]
-    b, p = nb.permutation_importance(F, model.weights_, y, 1, perm)
-    assert base[3] == pytest.approx(b, abs=1e-12)
-    assert imp.iloc[1, 1] == pytest.approx(b - p, abs=1e-12)
+    seed = model._seed()
+    b, p = nb.permutation_importance(model.X_, model.Y_, model.weights_, False, 0.0, 400, seed, 2**32, seed + 1, 2)
+    np.testing.assert_allclose(base, b, atol=1e-12)
+    np.testing.assert_allclose(imp.to_numpy(), (b - p).reshape(-1, 2).T, atol=1e-12)
 
 
 @pytest.mark.parametrize("interactions", [False, True])
@@ -203,9 +201,8 @@ def test_fused_importance_kernel_equals_the_composed_path(interactions):
     X, Y = simulate(n=70)
     model = MLEM(random_state=4, batch_size=300, max_steps=10, n_permutations=3, interactions=interactions).fit(X, Y)
     fused_imp, fused_base = model.score()
-    rows = model._rows(model.X_, model.Y_)
     q = len(model._column_names())
-    base, permuted = model._permutation_spearman(rows, 70, 300, q, model._seed(), model._seed() + 1)
+    base, permuted = model._permutation_spearman(model._training_source(), 300, q, model._seed(), model._seed() + 1)
     np.testing.assert_allclose(fused_base, base, atol=1e-12)
     np.testing.assert_allclose(fused_imp.to_numpy(), (base - permuted).reshape(q, 3).T, atol=1e-12)
 

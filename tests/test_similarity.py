@@ -308,6 +308,179 @@ def test_gradient_matches_finite_differences(i):
     assert np.linalg.norm(G - F) / np.linalg.norm(F) < 1e-5
 
 
+@pytest.mark.parametrize("i", ["linreg-r2-cv", "linreg-pearson-cv", "ridge-r2-lambda=0.5-cv",
+                               "linreg-r2"])
+@pytest.mark.parametrize("q", [8, 12, 16])
+def test_regression_gradient_with_as_many_units_as_training_stimuli(i, q):
+    """15 stimuli, 5 folds: 12 training stimuli per fold; q = 12 and 16 reach the min-norm
+    (interpolating) regime, where the gradient has a null-space term."""
+    m = get(i)
+    X, Y = data(n=15, p=3, q=q, seed=7)
+    value, G = m.value_and_grad(X, Y)
+    F = _finite_difference(m, X, Y)
+    assert np.linalg.norm(G - F) <= 1e-6 * max(np.linalg.norm(F), 1e-3)
+
+
+@pytest.mark.parametrize("i", ["cka", "ensd", "nbs", "procrustes-euclidean", "cka-angular"])
+def test_more_units_than_stimuli_uses_nxn_form_with_the_same_values(i):
+    """n = 12 < p + q: the (n, n) Gram form (and NBS's (n, n) factor of X) against an explicit
+    n x n reference and finite differences."""
+    m = get(i)
+    rng = np.random.default_rng(8)
+    X, Y = rng.standard_normal((12, 30)), rng.standard_normal((12, 25))
+    Xc, Yc = H(12) @ X, H(12) @ Y
+    K, L = Xc @ Xc.T, Yc @ Yc.T
+    lam, V = np.linalg.eigh(K)
+    nbs = np.linalg.svd((V * np.sqrt(np.maximum(lam, 0))).T @ Yc, compute_uv=False).sum()
+    nbs /= np.linalg.norm(Xc) * np.linalg.norm(Yc)
+    ref = {"cka": np.sum(K * L) / np.linalg.norm(K) / np.linalg.norm(L),
+           "ensd": np.trace(K) * np.trace(L) * np.sum(K * L) / np.sum(K * K) / np.sum(L * L),
+           "nbs": nbs, "procrustes-euclidean": math.sqrt(2 - 2 * nbs)}
+    ref["cka-angular"] = math.acos(ref["cka"])
+    assert m(X, Y) == pytest.approx(ref[i], rel=1e-10)
+    G = m.grad(X, Y)
+    F = _finite_difference(m, X, Y)
+    assert np.linalg.norm(G - F) / np.linalg.norm(F) < 1e-5
+
+
+# ------------------------------------------------------------------------- scale, offset, dtype
+SCALES = [1e-300, 1e-30, 1e-8, 1e30, 1e300]
+
+
+def _ridge_rescaled(i, s):
+    """The id whose value at Y * s equals measure i's value at Y (ridge: lambda * s²)."""
+    m = get(i)
+    if "lambda" not in m.params:
+        return m
+    lam = m.params["lambda"] * s * s
+    if not 0 < lam < float("inf"):
+        return None  # (1e-300)² is not a float: 1e-30..1e30 stay covered
+    return get(i.replace(f"lambda={m.params['lambda']:g}", f"lambda={lam!r}"))
+
+
+@pytest.mark.parametrize("i", ids())
+def test_values_and_gradients_are_invariant_to_the_scale_of_the_data(i):
+    m = get(i)
+    X, Y = data(n=24, p=5, q=4, seed=11)
+    base = m(X, Y)
+    G = m.grad(X, Y) if m.differentiable else None
+    for s in SCALES:
+        assert m(X * s, Y) == pytest.approx(base, rel=1e-9, abs=1e-12), ("X", s)
+        ms = _ridge_rescaled(i, s)
+        if ms is None:
+            continue
+        assert ms(X, Y * s) == pytest.approx(base, rel=1e-9, abs=1e-12), s
+        if G is not None:
+            Gs = ms.grad(X, Y * s) * s
+            assert np.all(np.isfinite(Gs)), s
+            np.testing.assert_allclose(Gs, G, rtol=1e-7, atol=1e-9 * np.abs(G).max())
+
+
+@pytest.mark.parametrize("i", [i for i in ids() if "translation" in get(i).invariances])
+def test_large_offsets_cost_no_accuracy(i):
+    """X + 1e8: the data themselves keep ~8 digits of their spread; so must the measure."""
+    m = get(i)
+    X, Y = data(n=24, p=5, q=4, seed=12)
+    assert m(X + 1e8, Y) == pytest.approx(m(X, Y), rel=1e-6, abs=1e-7)
+    assert m(X, Y - 3e7) == pytest.approx(m(X, Y), rel=1e-6, abs=1e-7)
+
+
+FLOAT32 = ["cka", "cka-angular", "nbs", "procrustes-angular", "procrustes-euclidean", "ensd",
+           "cca", "shape-alpha=0.5", "rsa-euclidean-pearson", "rsa-correlation-cosine",
+           "rsa-cosine-spearman"]
+
+
+@pytest.mark.parametrize("i", FLOAT32)
+def test_float32_input_is_computed_in_float32_within_bounds(i):
+    """float32 in -> float32 arithmetic (a float32 gradient), values within 2e-5 of float64 at
+    every scale float32 can hold, with offsets of 1.5 x each unit's spread (centred through the
+    Grams where the measure does so); float64 input stays float64."""
+    m = get(i)
+    rng = np.random.default_rng(13)
+    latent = rng.standard_normal((300, 8))
+    X = latent @ rng.standard_normal((8, 40)) + 0.5 * rng.standard_normal((300, 40))
+    Y = latent @ rng.standard_normal((8, 30)) + rng.standard_normal((300, 30))
+    X, Y = X + 1.5 * X.std(axis=0), Y - 1.5 * Y.std(axis=0)  # offsets the Gram centring takes
+    exact = m(X, Y)
+    X32, Y32 = X.astype(np.float32), Y.astype(np.float32)
+    for s in (1e-30, 1.0, 1e30):
+        assert m(X32 * np.float32(s), Y32) == pytest.approx(exact, rel=2e-5, abs=2e-6), s
+    far = X32 + np.float32(30) * X32.std(axis=0)  # an offset the Grams cannot absorb in float32
+    assert m(far, Y32) == pytest.approx(m(far.astype(np.float64), Y32.astype(np.float64)),
+                                        rel=2e-5, abs=2e-6)
+    if m.differentiable:
+        value, G = m.value_and_grad(X32, Y32)
+        G64 = m.grad(X, Y)
+        assert G.dtype == np.float32 and m.grad(X, Y).dtype == np.float64
+        assert np.linalg.norm(G - G64) <= 1e-4 * np.linalg.norm(G64)
+
+
+def test_ill_conditioned_float32_whitening_falls_back_to_float64():
+    """Units 1e3 apart in scale: whitening float32 Grams would lose digits, so CCA redoes the
+    work in float64 and matches the float64 result of the same (float32-rounded) data."""
+    X, Y = data(n=60, p=5, q=4, seed=20)
+    X[:, 0] *= 1e-3
+    X32, Y32 = X.astype(np.float32), Y.astype(np.float32)
+    m = get("cca")
+    value, G = m.value_and_grad(X32, Y32)
+    ref, G_ref = m.value_and_grad(X32.astype(np.float64), Y32.astype(np.float64))
+    assert value == pytest.approx(ref, rel=1e-7) and G.dtype == np.float64
+    np.testing.assert_allclose(G, G_ref, rtol=1e-5, atol=1e-7 * np.abs(G_ref).max())
+
+
+@pytest.mark.parametrize("i", ["ridge-r2", "cka-debiased", "linreg-pearson-cv", "cka-rbf"])
+def test_float32_input_to_float64_measures_is_upcast(i):
+    X, Y = data(n=30, seed=14)
+    m = get(i)
+    assert m(X.astype(np.float32), Y.astype(np.float32)) == pytest.approx(
+        m(X.astype(np.float32).astype(np.float64), Y.astype(np.float32).astype(np.float64)),
+        rel=1e-12)
+    assert m.grad(X.astype(np.float32), Y.astype(np.float32)).dtype == np.float64
+
+
+def test_torch_tensors_and_array_likes_are_read():
+    torch = pytest.importorskip("torch")
+    X, Y = data(n=20, seed=15)
+    for i in ["cka", "procrustes-angular", "ridge-r2-cv", "rsa-euclidean-spearman"]:
+        m = get(i)
+        tx, ty = torch.tensor(X), torch.tensor(Y, requires_grad=True)
+        assert m(tx, ty) == pytest.approx(m(X, Y), rel=1e-12)
+        assert m(tx.float(), ty.float()) == pytest.approx(m(X, Y), rel=1e-4)
+        if m.differentiable:
+            np.testing.assert_allclose(m.grad(tx, ty), m.grad(X, Y), rtol=1e-10)
+    assert ty.grad is None  # nothing was written into the tensor
+
+
+class _ArrayLike:
+    def __init__(self, a):
+        self.a = a
+
+    def __array__(self, dtype=None, copy=None):
+        return self.a if dtype is None else self.a.astype(dtype)
+
+
+def test_numpy_like_objects_are_read():
+    X, Y = data(n=20, seed=16)
+    assert get("nbs")(_ArrayLike(X), _ArrayLike(Y)) == pytest.approx(get("nbs")(X, Y), rel=1e-12)
+
+
+def test_kendall_tau_a_works_with_old_scipy_results(monkeypatch):
+    """scipy < 1.10 returns KendalltauResult(correlation, pvalue), without .statistic."""
+    import collections
+
+    import scipy.stats
+
+    old = collections.namedtuple("KendalltauResult", ["correlation", "pvalue"])
+    new_kendalltau = scipy.stats.kendalltau
+    monkeypatch.setattr(scipy.stats, "kendalltau",
+                        lambda *a, **k: old(*tuple(new_kendalltau(*a, **k))[:2]))
+    X, Y = data(n=12, seed=17)
+    a, b = pdist(X), pdist(Y)
+    i, j = np.triu_indices(a.size, 1)
+    tau_a = np.sum(np.sign(a[i] - a[j]) * np.sign(b[i] - b[j])) / i.size
+    assert get("rsa-euclidean-kendall-tau-a")(X, Y) == pytest.approx(tau_a, rel=1e-9)
+
+
 @pytest.mark.parametrize("i", ["svcca", "rsa-euclidean-spearman", "rsa-cosine-kendall-tau-a"])
 def test_non_differentiable_grad_raises(i):
     X, Y = data()

@@ -106,13 +106,13 @@ GROUPS = {
 m = MLEM(random_state=4, batch_size=300, max_steps=3, n_permutations=3, interactions=True).fit(X, Y)
 m.weights_ = np.array([0.1, 0.7, 0.3, 0.1, 0.1, 0.7])
 fused, base = m.score(warning_threshold=1.0)
-b, p = m._permutation_spearman(m._rows(m.X_, m.Y_), 60, 300, 6, m._seed(), m._seed() + 1)
+b, p = m._permutation_spearman(m._training_source(), 300, 6, m._seed(), m._seed() + 1)
 assert np.array_equal(base, b) and np.array_equal(fused.to_numpy(), (b - p).reshape(6, 3).T)
 """),
         ("best weights returned", OK, """
 m = MLEM(random_state=0, batch_size=300, max_steps=30, patience=1000, lr=0.5).fit(X, Y)
-k = int(np.argmax(m.history_)); r = m._rows(m.X_, m.Y_)
-step = ops.mlem_step(r.X, r.rdm, False, 0.0, 300, m._seed()); lo, hi = np.inf, -np.inf
+k = int(np.argmax(m.history_)); r = m._training_source()
+step = ops.mlem_step(r.X, r.targets, False, 0.0, 300, m._seed(), metric=r.metric); lo, hi = np.inf, -np.inf
 for s in range(k):
     lo, hi = step(s, m.weights_, lo, hi)[2:]
 assert step(k, m.weights_, lo, hi)[0] == m.history_[k]
@@ -226,12 +226,12 @@ assert step(k, m.weights_, lo, hi)[0] == m.history_[k]
         ("core rank 0-d", ERR, "from fastmlem import _core; _core.rank_average(np.float64(1))"),
         ("core spearman shapes", ERR, "from fastmlem import _core; _core.spearman(np.ones((2, 3)), np.ones(3))"),
         ("core features index", ERR, "from fastmlem import _core; _core.feature_distances(Xe, np.array([99]), np.array([0]), False, 0.0)"),
-        ("core neural index", ERR, "from fastmlem import _core; _core.neural_distances(Y, np.array([0]), np.array([-7]), 'cosine')"),
-        ("core step D", ERR, "from fastmlem import _core; _core.MlemStep(Xe, D[:3], False, 0.0, 10, 0, 1.0, False)"),
-        ("core step w", ERR, "from fastmlem import _core; _core.MlemStep(Xe, D, False, 0.0, 10, 0, 1.0, False).step(0, np.ones(1), 0.0, 1.0)"),
-        ("core importance B -1", ERR, "from fastmlem import _core; _core.permutation_importance(Xe, D, np.ones(3), False, 0.0, -1, 0, 0, 1, 6, 2)"),
-        ("core importance B 2**40", ERR, "from fastmlem import _core; _core.permutation_importance(Xe, D, np.ones(3), False, 0.0, 2**40, 0, 0, 1, 6, 2)"),
-        ("core importance tasks", ERR, "from fastmlem import _core; _core.permutation_importance(Xe, D, np.ones(3), False, 0.0, 10, 0, 0, 1, 99, 2)"),
+        ("core neural index", ERR, "from fastmlem import _core; _core.neural_distances(Y, len(Y), np.array([0]), np.array([-7]), 'cosine')"),
+        ("core step D", ERR, "from fastmlem import _core; _core.MlemStep(Xe, D[:3], 'euclidean', False, 0.0, 10, 0, 1.0, False)"),
+        ("core step w", ERR, "from fastmlem import _core; _core.MlemStep(Xe, D, 'euclidean', False, 0.0, 10, 0, 1.0, False).step(0, np.ones(1), 0.0, 1.0)"),
+        ("core importance B -1", ERR, "from fastmlem import _core; _core.permutation_importance(Xe, D, 'euclidean', np.ones(3), False, 0.0, -1, 0, 0, 1, 6, 2)"),
+        ("core importance B 2**40", ERR, "from fastmlem import _core; _core.permutation_importance(Xe, D, 'euclidean', np.ones(3), False, 0.0, 2**40, 0, 0, 1, 6, 2)"),
+        ("core importance tasks", ERR, "from fastmlem import _core; _core.permutation_importance(Xe, D, 'euclidean', np.ones(3), False, 0.0, 10, 0, 0, 1, 99, 2)"),
         ("core permutation_spearman", ERR, "from fastmlem import _core; _core.permutation_spearman(np.ones((2, 5)), np.ones((1, 2, 4)), np.ones((2, 5)))"),
         ("core sample_pairs n 0", ERR, "from fastmlem import _core; _core.sample_pairs(0, 5, 0, 0)"),
     ],

@@ -10,7 +10,7 @@ namespace fastmlem {
 
 void permutation_importance(const double* X, int64_t n, int64_t m, bool precomputed, bool interactions,
                             double nan_to_num,
-                            const double* D, const double* w, int64_t B, uint64_t seed, uint64_t stream0,
+                            const NeuralSource& targets, const double* w, int64_t B, uint64_t seed, uint64_t stream0,
                             uint64_t perm_seed, int64_t n_tasks, int64_t P, double* base, double* permuted) {
   const int64_t q = interactions ? m * (m + 1) / 2 : m;
   OmpGuard guard;
@@ -31,11 +31,7 @@ void permutation_importance(const double* X, int64_t n, int64_t m, bool precompu
       const int64_t column = t / P;
       sample_pairs(n, B, seed, stream0 + static_cast<uint64_t>(t), i.data(), j.data());
       feature_distances(X, n, m, precomputed, i.data(), j.data(), B, interactions, nan_to_num, F.data());
-      for (int64_t k = 0; k < B; ++k) {
-        const int64_t a = std::min(i[k], j[k]), b = std::max(i[k], j[k]);
-        const double d = a == b ? 0.0 : D[n * a - a * (a + 1) / 2 + b - a - 1];
-        y[k] = std::isnan(d) ? nan_to_num : d;
-      }
+      targets.distances(i.data(), j.data(), B, nan_to_num, false, y.data());
       // the permutation of numpy_backend.random_permutations: stable argsort of 53-bit keys
       const uint64_t key = stream_key(perm_seed, static_cast<uint64_t>(t));
       for (int64_t k = 0; k < B; ++k)

@@ -33,11 +33,7 @@ void feature_distances(const double* X, int64_t n, int64_t m, bool precomputed, 
       if (!ready) continue;
       const double* a = precomputed ? X + (i[k] * n + j[k]) * m : X + i[k] * m;
       const double* b = X + j[k] * m;
-      for (int64_t f = 0; f < m; ++f) {
-        double v = precomputed ? a[f] : std::fabs(a[f] - b[f]);
-        if (std::isnan(v)) v = nan_to_num;
-        d[f] = std::min(std::max(v, 0.0), 1.0);
-      }
+      for (int64_t f = 0; f < m; ++f) d[f] = clip_feature(precomputed ? a[f] : std::fabs(a[f] - b[f]), nan_to_num);
       double* row = out + k * q;
       if (interactions) {
         int64_t c = 0;

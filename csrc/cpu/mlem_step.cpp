@@ -7,19 +7,16 @@
 
 namespace fastmlem {
 
-MlemStep::MlemStep(const double* X, const double* D, int64_t n, int64_t m, bool precomputed, bool interactions,
+MlemStep::MlemStep(const double* X, const NeuralSource& targets, int64_t n, int64_t m, bool precomputed, bool interactions,
                    double nan_to_num, int64_t batch, uint64_t seed, double strength, bool kl)
-    : X_(X), D_(D), n_(n), m_(m), q_(interactions ? m * (m + 1) / 2 : m), B_(batch),
+    : X_(X), targets_(targets), n_(n), m_(m), q_(interactions ? m * (m + 1) / 2 : m), B_(batch),
       precomputed_(precomputed), interactions_(interactions), kl_(kl), nan_to_num_(nan_to_num), strength_(strength), seed_(seed),
       i_(batch), j_(batch), perm_(batch), block_(batch), perm_y_(batch), block_y_(batch),
       F_(batch * q_), y_(batch), pred_(batch), rank_x_(batch), rank_y_(batch), g_(batch), gx_(batch) {}
 
 namespace {
 double strength_of(const std::vector<double>& v, double strength) {
-  if (strength > 0) return strength;
-  const auto [lo, hi] = std::minmax_element(v.begin(), v.end());
-  const double span = *hi - *lo;
-  return span > 0 ? span / static_cast<double>(v.size()) : 1.0;
+  return strength > 0 ? strength : auto_strength(v.data(), static_cast<int64_t>(v.size()));
 }
 }  // namespace
 
@@ -27,15 +24,11 @@ double MlemStep::step(uint64_t stream, const double* w, double* lo, double* hi, 
   const int64_t B = B_, q = q_;
   sample_pairs(n_, B, seed_, stream, i_.data(), j_.data());
   feature_distances(X_, n_, m_, precomputed_, i_.data(), j_.data(), B, interactions_, nan_to_num_, F_.data());
-  for (int64_t k = 0; k < B; ++k) {  // condensed-RDM lookup, 0 on the diagonal
-    const int64_t a = std::min(i_[k], j_[k]), b = std::max(i_[k], j_[k]);
-    const double d = a == b ? 0.0 : D_[n_ * a - a * (a + 1) / 2 + b - a - 1];
-    y_[k] = std::isnan(d) ? nan_to_num_ : d;
-  }
+  targets_.distances(i_.data(), j_.data(), B, nan_to_num_, true, y_.data());
   const auto [ymin, ymax] = std::minmax_element(y_.begin(), y_.end());
   *lo = std::min(*lo, *ymin);  // running min-max, as the reference
   *hi = std::max(*hi, *ymax);
-  const double scale = 1.0 / (*hi - *lo + 1e-8);
+  const double scale = minmax_scale(*lo, *hi);
   for (int64_t k = 0; k < B; ++k) {
     const double t = (y_[k] - *lo) * scale;
     y_[k] = t * t;

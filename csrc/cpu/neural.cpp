@@ -1,93 +1,213 @@
-// Neural distances of sampled pairs of rows of Y (n, p), float32 or float64, accumulated in double.
+// Neural distances of sampled pairs of rows of Y (n, p) in float16, float32 or float64, accumulated
+// in double; the per-pair maths is pair_math.hpp's. Also the condensed RDM from Gram-matrix blocks.
 #include "kernels.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <vector>
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
+
+#include "pair_math.hpp"
 
 namespace fastmlem {
 
 namespace {
 
-// One pass over rows a and b (unit stride); the simd reductions keep the double sums vectorised.
-// (Lambdas rather than function pointers below so that each metric inlines into its loop.)
+// One pass over rows a and b (unit stride); the simd reduction keeps the double sums vectorised.
+template <Metric M, typename T>
+double pair_distance(const T* a, const T* b, int64_t p) {
+  double s = 0, ab = 0, aa = 0, bb = 0;
+#pragma omp simd reduction(+ : s, ab, aa, bb)
+  for (int64_t k = 0; k < p; ++k) accumulate<M>(load(a + k), load(b + k), s, ab, aa, bb);
+  return finish<M>(s, ab, aa, bb);
+}
+
 template <typename T>
-double euclidean(const T* a, const T* b, int64_t p) {
-  double s = 0;
-#pragma omp simd reduction(+ : s)
-  for (int64_t k = 0; k < p; ++k) {
-    const double d = static_cast<double>(a[k]) - static_cast<double>(b[k]);
-    s += d * d;
+double row_norm(const T* a, int64_t p) {
+  double aa = 0;
+#pragma omp simd reduction(+ : aa)
+  for (int64_t k = 0; k < p; ++k) { const double v = load(a + k); aa += v * v; }
+  return std::sqrt(aa);
+}
+
+// The per-pair row loops are built twice on x86-64 Linux with GCC, for the baseline and for
+// x86-64-v3 (AVX2, FMA), and the loader picks one at run time. float16 rows additionally get an
+// F16C path (half -> float in hardware, 8 at a time) when the CPU has it.
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
+#define FASTMLEM_X86_DISPATCH 1
+#define FASTMLEM_CLONES __attribute__((target_clones("arch=x86-64-v3", "default")))
+#else
+#define FASTMLEM_X86_DISPATCH 0
+#define FASTMLEM_CLONES
+#endif
+
+template <typename T>
+inline double row_distance_impl(const T* a, const T* b, int64_t p, Metric metric) {
+  switch (metric) {
+    case Metric::euclidean: return pair_distance<Metric::euclidean>(a, b, p);
+    case Metric::manhattan: return pair_distance<Metric::manhattan>(a, b, p);
+    case Metric::cosine: return pair_distance<Metric::cosine>(a, b, p);
+    case Metric::norm_diff: break;
   }
-  return std::sqrt(s);
+  return pair_distance<Metric::norm_diff>(a, b, p);
 }
 
-template <typename T>
-double manhattan(const T* a, const T* b, int64_t p) {
-  double s = 0;
-#pragma omp simd reduction(+ : s)
-  for (int64_t k = 0; k < p; ++k) s += std::fabs(static_cast<double>(a[k]) - static_cast<double>(b[k]));
-  return s;
-}
-
-// 1 - cos(a, b); 1 when either row is zero.
-template <typename T>
-double cosine(const T* a, const T* b, int64_t p) {
-  double ab = 0, aa = 0, bb = 0;
-#pragma omp simd reduction(+ : ab, aa, bb)
-  for (int64_t k = 0; k < p; ++k) {
-    const double x = a[k], y = b[k];
-    ab += x * y; aa += x * x; bb += y * y;
+#if FASTMLEM_X86_DISPATCH
+// Rows converted 256 halves at a time into float buffers by F16C, then the float loop.
+template <Metric M>
+__attribute__((target("arch=x86-64-v3"))) double half_pair_f16c(const uint16_t* a, const uint16_t* b, int64_t p) {
+  constexpr int64_t kChunk = 256;
+  alignas(32) float fa[kChunk], fb[kChunk];
+  double s = 0, ab = 0, aa = 0, bb = 0;
+  for (int64_t k0 = 0; k0 < p; k0 += kChunk) {
+    const int64_t len = std::min(kChunk, p - k0);
+    int64_t e = 0;
+    for (; e + 8 <= len; e += 8) {
+      _mm256_store_ps(fa + e, _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(a + k0 + e))));
+      _mm256_store_ps(fb + e, _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(b + k0 + e))));
+    }
+    for (; e < len; ++e) { fa[e] = half_to_float(a[k0 + e]); fb[e] = half_to_float(b[k0 + e]); }
+#pragma omp simd reduction(+ : s, ab, aa, bb)
+    for (int64_t f = 0; f < len; ++f) accumulate<M>(fa[f], fb[f], s, ab, aa, bb);
   }
-  const double den = std::sqrt(aa) * std::sqrt(bb);
-  return den > 0 ? 1.0 - ab / den : 1.0;
+  return finish<M>(s, ab, aa, bb);
 }
 
-template <typename T>
-double norm(const T* a, int64_t p) {
-  double s = 0;
-#pragma omp simd reduction(+ : s)
-  for (int64_t k = 0; k < p; ++k) s += static_cast<double>(a[k]) * static_cast<double>(a[k]);
-  return std::sqrt(s);
+__attribute__((target("arch=x86-64-v3"))) double row_distance_f16c(const uint16_t* a, const uint16_t* b, int64_t p,
+                                                                   Metric metric) {
+  switch (metric) {
+    case Metric::euclidean: return half_pair_f16c<Metric::euclidean>(a, b, p);
+    case Metric::manhattan: return half_pair_f16c<Metric::manhattan>(a, b, p);
+    case Metric::cosine: return half_pair_f16c<Metric::cosine>(a, b, p);
+    case Metric::norm_diff: break;
+  }
+  return half_pair_f16c<Metric::norm_diff>(a, b, p);
+}
+const bool kHasF16C = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("f16c") &&
+                      __builtin_cpu_supports("fma");
+#endif
+
+double row_distance(const uint16_t* a, const uint16_t* b, int64_t p, Metric metric) {
+#if FASTMLEM_X86_DISPATCH
+  if (kHasF16C) return row_distance_f16c(a, b, p, metric);
+#endif
+  return row_distance_impl(a, b, p, metric);
+}
+FASTMLEM_CLONES double row_distance(const float* a, const float* b, int64_t p, Metric metric) {
+  return row_distance_impl(a, b, p, metric);
+}
+FASTMLEM_CLONES double row_distance(const double* a, const double* b, int64_t p, Metric metric) {
+  return row_distance_impl(a, b, p, metric);
 }
 
 constexpr int64_t kParallelWork = int64_t(1) << 22;  // elements read; below this OpenMP costs more
+constexpr int64_t kPrefetchAhead = 4;                  // pairs ahead whose rows are prefetched
 
-template <typename T, typename F>
-void over_pairs(const T* Y, int64_t ld, int64_t p, const int64_t* i, const int64_t* j, int64_t B, double* out, F f) {
-#pragma omp parallel for schedule(static) if (B * p > kParallelWork)
-  for (int64_t k = 0; k < B; ++k) out[k] = f(Y + i[k] * ld, Y + j[k] * ld, p);
+// Prefetch the rows of a coming pair (random rows: the hardware prefetcher would only follow a
+// row once the loop has started on it).
+template <typename T>
+inline void prefetch_rows(const T* Y, int64_t ld, int64_t p, int64_t a, int64_t b) {
+  const char* ra = reinterpret_cast<const char*>(Y + a * ld);
+  const char* rb = reinterpret_cast<const char*>(Y + b * ld);
+  const int64_t bytes = p * static_cast<int64_t>(sizeof(T));
+  for (int64_t off = 0; off < bytes; off += 64) {
+    __builtin_prefetch(ra + off);
+    __builtin_prefetch(rb + off);
+  }
+}
+
+template <typename T>
+void over_pairs(const T* Y, int64_t ld, int64_t p, const int64_t* i, const int64_t* j, int64_t B, Metric metric,
+                bool parallel, double* out) {
+#pragma omp parallel for schedule(static) if (parallel && B * p > kParallelWork)
+  for (int64_t k = 0; k < B; ++k) {
+    if (k + kPrefetchAhead < B) prefetch_rows(Y, ld, p, i[k + kPrefetchAhead], j[k + kPrefetchAhead]);
+    out[k] = row_distance(Y + i[k] * ld, Y + j[k] * ld, p, metric);
+  }
 }
 
 template <typename T>
 void neural_distances_impl(const T* Y, int64_t n, int64_t p, int64_t ld, const int64_t* i, const int64_t* j,
-                           int64_t B, NeuralMetric metric, double* out) {
-  const auto run = [&](auto f) { over_pairs(Y, ld, p, i, j, B, out, f); };
-  using P = const T*;
-  switch (metric) {
-    case NeuralMetric::euclidean: return run([](P a, P b, int64_t q) { return euclidean(a, b, q); });
-    case NeuralMetric::manhattan: return run([](P a, P b, int64_t q) { return manhattan(a, b, q); });
-    case NeuralMetric::cosine: return run([](P a, P b, int64_t q) { return cosine(a, b, q); });
-    case NeuralMetric::norm_diff: break;
-  }
+                           int64_t B, Metric metric, bool parallel, double* out) {
   // norm_diff: every row norm once when that reads less than the pairs would, else per pair.
-  if (n > 2 * B) return run([](P a, P b, int64_t q) { return std::fabs(norm(a, q) - norm(b, q)); });
+  if (metric != Metric::norm_diff || n > 2 * B) return over_pairs(Y, ld, p, i, j, B, metric, parallel, out);
   std::vector<double> norms(n);
-#pragma omp parallel for schedule(static) if (n * p > kParallelWork)
-  for (int64_t r = 0; r < n; ++r) norms[r] = norm(Y + r * ld, p);
-#pragma omp parallel for schedule(static) if (B > 262144)
+#pragma omp parallel for schedule(static) if (parallel && n * p > kParallelWork)
+  for (int64_t r = 0; r < n; ++r) norms[r] = row_norm(Y + r * ld, p);
   for (int64_t k = 0; k < B; ++k) out[k] = std::fabs(norms[i[k]] - norms[j[k]]);
 }
 
 }  // namespace
 
+void neural_distances(const uint16_t* Y, int64_t n, int64_t p, int64_t ld, const int64_t* i, const int64_t* j,
+                      int64_t B, Metric metric, double* out, bool parallel) {
+  neural_distances_impl(Y, n, p, ld, i, j, B, metric, parallel, out);
+}
+
 void neural_distances(const float* Y, int64_t n, int64_t p, int64_t ld, const int64_t* i, const int64_t* j, int64_t B,
-                      NeuralMetric metric, double* out) {
-  neural_distances_impl(Y, n, p, ld, i, j, B, metric, out);
+                      Metric metric, double* out, bool parallel) {
+  neural_distances_impl(Y, n, p, ld, i, j, B, metric, parallel, out);
 }
 
 void neural_distances(const double* Y, int64_t n, int64_t p, int64_t ld, const int64_t* i, const int64_t* j, int64_t B,
-                      NeuralMetric metric, double* out) {
-  neural_distances_impl(Y, n, p, ld, i, j, B, metric, out);
+                      Metric metric, double* out, bool parallel) {
+  neural_distances_impl(Y, n, p, ld, i, j, B, metric, parallel, out);
+}
+
+void NeuralSource::distances(const int64_t* i, const int64_t* j, int64_t B, double nan_to_num, bool parallel,
+                             double* y) const {
+  if (rdm != nullptr) {
+    for (int64_t k = 0; k < B; ++k) {  // condensed-RDM lookup, 0 on the diagonal
+      const int64_t a = std::min(i[k], j[k]), b = std::max(i[k], j[k]);
+      y[k] = a == b ? 0.0 : rdm[condensed_index(n, a, b)];
+    }
+  } else if (itemsize == 2) {
+    neural_distances(static_cast<const uint16_t*>(Y), n, p, ld, i, j, B, metric, y, parallel);
+  } else if (itemsize == 4) {
+    neural_distances(static_cast<const float*>(Y), n, p, ld, i, j, B, metric, y, parallel);
+  } else {
+    neural_distances(static_cast<const double*>(Y), n, p, ld, i, j, B, metric, y, parallel);
+  }
+  for (int64_t k = 0; k < B; ++k) {
+    if (i[k] == j[k]) y[k] = 0.0;  // exactly, whatever rounding gives (cosine of a row with itself)
+    if (std::isnan(y[k])) y[k] = nan_to_num;
+  }
+}
+
+template <typename G_t>
+void condensed_from_gram_impl(const G_t* G, const double* sq, int64_t r0, int64_t r1, int64_t n, bool cosine,
+                              double* out) {
+  const int64_t ld = n - r0;
+#pragma omp parallel for schedule(dynamic, 16) if ((r1 - r0) * ld > (int64_t(1) << 18))
+  for (int64_t r = r0; r < r1; ++r) {
+    const G_t* g = G + (r - r0) * ld + (r + 1 - r0);  // g[c - r - 1] = <y_r, y_c>
+    double* row = out + condensed_index(n, r, r + 1);   // row[c - r - 1] = d(r, c)
+    const double* sq_c = sq + r + 1;
+    const int64_t len = n - r - 1;
+    if (cosine) {
+      const double nr = std::sqrt(sq[r]);
+      for (int64_t c = 0; c < len; ++c) {
+        const double den = nr * std::sqrt(sq_c[c]);
+        row[c] = den > 0 ? 1.0 - static_cast<double>(g[c]) / den : 1.0;
+      }
+    } else {
+      for (int64_t c = 0; c < len; ++c)
+        row[c] = std::sqrt(std::max(sq[r] + sq_c[c] - 2.0 * static_cast<double>(g[c]), 0.0));
+    }
+  }
+}
+
+void condensed_from_gram(const float* G, const double* sq, int64_t r0, int64_t r1, int64_t n, bool cosine,
+                         double* out) {
+  condensed_from_gram_impl(G, sq, r0, r1, n, cosine, out);
+}
+
+void condensed_from_gram(const double* G, const double* sq, int64_t r0, int64_t r1, int64_t n, bool cosine,
+                         double* out) {
+  condensed_from_gram_impl(G, sq, r0, r1, n, cosine, out);
 }
 
 }  // namespace fastmlem

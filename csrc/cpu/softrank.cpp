@@ -1,5 +1,6 @@
 #include <algorithm>
 #include <cmath>
+#include <functional>
 #include <numeric>
 #include <vector>
 
@@ -83,6 +84,58 @@ void soft_rank(const double* x, const double* eps, int64_t T, int64_t B, bool kl
     });
   }
   guard.rethrow();
+}
+
+double auto_strength(const double* x, int64_t B) {
+  constexpr double kTarget = 0.999, kOctaves = 40.0;
+  constexpr int kSteps = 16;
+  if (B < 2) return 1.0;
+  std::vector<double> s(x, x + B);
+  std::sort(s.begin(), s.end(), std::greater<double>());  // descending, as the soft rank sorts
+  const double span = s.front() - s.back();
+  if (!(span > 0)) return 1.0;
+  std::vector<double> hard(B);  // average ranks (ascending) of the sorted values, then centred
+  for (int64_t k = 0; k < B;) {
+    int64_t e = k + 1;
+    while (e < B && s[e] == s[k]) ++e;
+    const double r = static_cast<double>(B) - 0.5 * static_cast<double>(k + e - 1);
+    for (int64_t t = k; t < e; ++t) hard[t] = r;
+    k = e;
+  }
+  double hm = 0.0, hh = 0.0;
+  for (double h : hard) hm += h;
+  hm /= static_cast<double>(B);
+  for (double& h : hard) { h -= hm; hh += h * h; }
+  std::vector<double> sum(B), val(B), soft(B);
+  std::vector<int64_t> cnt(B), start(B + 1);
+  auto rank_corr = [&](double eps) {  // Pearson(soft ranks at eps, hard ranks), l2 PAV
+    int64_t top = 0;
+    for (int64_t k = 0; k < B; ++k) {
+      start[top] = k; sum[top] = s[k] / eps - static_cast<double>(B - k); cnt[top] = 1; val[top] = sum[top];
+      ++top;
+      while (top > 1 && val[top - 2] <= val[top - 1]) {
+        sum[top - 2] += sum[top - 1]; cnt[top - 2] += cnt[top - 1];
+        val[top - 2] = sum[top - 2] / static_cast<double>(cnt[top - 2]);
+        --top;
+      }
+    }
+    start[top] = B;
+    double sm = 0.0;
+    for (int64_t b = 0; b < top; ++b)
+      for (int64_t k = start[b]; k < start[b + 1]; ++k) { soft[k] = s[k] / eps - val[b]; sm += soft[k]; }
+    sm /= static_cast<double>(B);
+    double sh = 0.0, ss = 0.0;
+    for (int64_t k = 0; k < B; ++k) { const double c = soft[k] - sm; sh += c * hard[k]; ss += c * c; }
+    const double den = std::sqrt(ss * hh);
+    return den > 0 ? sh / den : 0.0;
+  };
+  if (rank_corr(span) >= kTarget) return span;
+  double lo = -kOctaves, hi = 0.0;
+  for (int it = 0; it < kSteps; ++it) {
+    const double mid = 0.5 * (lo + hi);
+    if (rank_corr(span * std::exp2(mid)) >= kTarget) lo = mid; else hi = mid;
+  }
+  return span * std::exp2(lo);
 }
 
 void soft_rank_vjp(const double* g, const double* x, const double* ranks, const int64_t* perm,

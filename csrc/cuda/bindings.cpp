@@ -21,8 +21,9 @@ const auto nogil = py::call_guard<py::gil_scoped_release>();
 
 PYBIND11_MODULE(_cuda, mod) {
   mod.doc() = "fastmlem CUDA kernels on raw device pointers (see fastmlem.cuda_ops)";
-  mod.attr("METRICS") = py::dict(py::arg("euclidean") = int(fc::kEuclidean), py::arg("manhattan") = int(fc::kManhattan),
-                                 py::arg("cosine") = int(fc::kCosine), py::arg("norm_diff") = int(fc::kNormDiff));
+  py::dict metrics;  // name -> enum value, the names of ../pair_math.hpp
+  for (int k = 0; k < fastmlem::kMetricCount; ++k) metrics[fastmlem::kMetricNames[k]] = k;
+  mod.attr("METRICS") = metrics;
 
   mod.def("sample_pairs", [](int64_t n, int64_t B, uint64_t seed, uint64_t rng_stream, ptr i, ptr j, ptr s) {
     fc::sample_pairs(n, B, seed, rng_stream, P<int64_t>(i), P<int64_t>(j), S(s));
@@ -49,9 +50,6 @@ PYBIND11_MODULE(_cuda, mod) {
   mod.def("neural_distances", [](ptr Y, int itemsize, int64_t p, ptr i, ptr j, int64_t B, int metric, ptr out, ptr s) {
     fc::neural_distances(P<const void>(Y), itemsize, p, P<const int64_t>(i), P<const int64_t>(j), B, metric,
                          P<double>(out), S(s));
-  }, nogil);
-  mod.def("lookup_square", [](ptr D, int itemsize, int64_t n, ptr i, ptr j, int64_t B, ptr out, ptr s) {
-    fc::lookup_square(P<const void>(D), itemsize, n, P<const int64_t>(i), P<const int64_t>(j), B, P<double>(out), S(s));
   }, nogil);
   mod.def("lookup_condensed", [](ptr D, int64_t n, ptr i, ptr j, int64_t B, ptr out, ptr s) {
     fc::lookup_condensed(P<const double>(D), n, P<const int64_t>(i), P<const int64_t>(j), B, P<double>(out), S(s));

@@ -10,10 +10,14 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "../pair_math.hpp"
+
 namespace fastmlem {
 namespace cuda {
 
-enum Metric : int { kEuclidean = 0, kManhattan = 1, kCosine = 2, kNormDiff = 3 };
+// Metrics, their names and the per-pair maths: ../pair_math.hpp (shared with the CPU kernels).
+constexpr int kEuclidean = static_cast<int>(Metric::euclidean), kManhattan = static_cast<int>(Metric::manhattan),
+              kCosine = static_cast<int>(Metric::cosine), kNormDiff = static_cast<int>(Metric::norm_diff);
 
 // ---- pairs and features (pairs.cu) ------------------------------------------------------------
 // B pairs uniform with replacement in [0, n)^2, bit-identical to the CPU sampler (rng.hpp).
@@ -46,9 +50,6 @@ void features_vjp(const double* X, int64_t n, int64_t m, bool precomputed, bool 
 // out[k] = metric(Y[i[k]], Y[j[k]]) for Y (n, p) of float32 (itemsize 4) or float64 (itemsize 8).
 void neural_distances(const void* Y, int itemsize, int64_t p, const int64_t* i, const int64_t* j,
                       int64_t B, int metric, double* out, cudaStream_t stream);
-// out[k] = D[i[k], j[k]] for a square D (n, n) of float32 or float64.
-void lookup_square(const void* D, int itemsize, int64_t n, const int64_t* i, const int64_t* j,
-                   int64_t B, double* out, cudaStream_t stream);
 // out[k] = entry (i[k], j[k]) of a condensed RDM (n(n-1)/2,), 0 on the diagonal.
 void lookup_condensed(const double* D, int64_t n, const int64_t* i, const int64_t* j, int64_t B,
                       double* out, cudaStream_t stream);

@@ -21,10 +21,7 @@ struct Acc {
 
 template <int METRIC>
 __device__ __forceinline__ void accumulate(Acc& acc, double a, double b) {
-  if (METRIC == kEuclidean) { const double d = a - b; acc.s += d * d; }
-  if (METRIC == kManhattan) acc.s += fabs(a - b);
-  if (METRIC == kCosine) acc.ab += a * b;
-  if (METRIC == kCosine || METRIC == kNormDiff) { acc.aa += a * a; acc.bb += b * b; }
+  fastmlem::accumulate<static_cast<Metric>(METRIC)>(a, b, acc.s, acc.ab, acc.aa, acc.bb);
 }
 
 template <int METRIC, typename T>
@@ -66,21 +63,9 @@ __global__ void neural_kernel(const T* __restrict__ Y, int64_t p, const int64_t*
     } else {
       for (int64_t e = lane; e < p; e += G) accumulate<METRIC>(acc, static_cast<double>(a[e]), static_cast<double>(b[e]));
     }
-    double result;
-    if (METRIC == kEuclidean) {
-      result = sqrt(group_sum<G>(acc.s, mask));
-    } else if (METRIC == kManhattan) {
-      result = group_sum<G>(acc.s, mask);
-    } else {
-      const double na = sqrt(group_sum<G>(acc.aa, mask)), nb = sqrt(group_sum<G>(acc.bb, mask));
-      if (METRIC == kNormDiff) {
-        result = fabs(na - nb);
-      } else {
-        const double ab = group_sum<G>(acc.ab, mask), den = na * nb;
-        result = 1.0 - (den > 0 ? ab / den : 0.0);
-      }
-    }
-    if (lane == 0) out[k] = result;
+    const double result = finish<static_cast<Metric>(METRIC)>(group_sum<G>(acc.s, mask), group_sum<G>(acc.ab, mask),
+                                                              group_sum<G>(acc.aa, mask), group_sum<G>(acc.bb, mask));
+    if (lane == 0) out[k] = I[k] == J[k] ? 0.0 : result;  // a stimulus is at distance 0 from itself
   }
 }
 
@@ -115,20 +100,12 @@ void dispatch_metric(const T* Y, int64_t p, const int64_t* i, const int64_t* j, 
   }
 }
 
-template <typename T>
-__global__ void lookup_square_kernel(const T* D, int64_t n, const int64_t* I, const int64_t* J, int64_t B,
-                                     double* out) {
-  for (int64_t k = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; k < B;
-       k += static_cast<int64_t>(gridDim.x) * blockDim.x)
-    out[k] = static_cast<double>(D[I[k] * n + J[k]]);
-}
-
 __global__ void lookup_condensed_kernel(const double* D, int64_t n, const int64_t* I, const int64_t* J,
                                         int64_t B, double* out) {
   for (int64_t k = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; k < B;
        k += static_cast<int64_t>(gridDim.x) * blockDim.x) {
     const int64_t a = I[k], b = J[k], lo = a < b ? a : b, hi = a < b ? b : a;
-    out[k] = lo == hi ? 0.0 : D[n * lo - lo * (lo + 1) / 2 + hi - lo - 1];
+    out[k] = lo == hi ? 0.0 : D[condensed_index(n, lo, hi)];
   }
 }
 
@@ -137,7 +114,7 @@ __global__ void condensed_from_gram_kernel(const double* G, int64_t ld, const do
                                            int64_t n, int metric, double* out) {
   const int64_t r = r0 + blockIdx.x;
   const double* g = G + static_cast<int64_t>(blockIdx.x) * ld;
-  double* row = out + (n * r - r * (r + 1) / 2) - (r + 1);  // row[c] is entry (r, c)
+  double* row = out + condensed_index(n, r, r + 1) - (r + 1);  // row[c] is entry (r, c)
   const double sr = sq[r];
   for (int64_t c = r + 1 + threadIdx.x; c < n; c += blockDim.x) {
     if (metric == kCosine) {
@@ -158,17 +135,6 @@ void neural_distances(const void* Y, int itemsize, int64_t p, const int64_t* i, 
   else if (itemsize == 8) dispatch_metric(static_cast<const double*>(Y), p, i, j, B, metric, out, stream);
   else throw std::runtime_error("fastmlem._cuda: neural_distances: Y must be float32 or float64");
   check_launch("neural_distances");
-}
-
-void lookup_square(const void* D, int itemsize, int64_t n, const int64_t* i, const int64_t* j, int64_t B,
-                   double* out, cudaStream_t stream) {
-  if (B <= 0) return;
-  if (itemsize == 4)
-    lookup_square_kernel<<<grid_for(B, kThreads), kThreads, 0, stream>>>(static_cast<const float*>(D), n, i, j, B, out);
-  else if (itemsize == 8)
-    lookup_square_kernel<<<grid_for(B, kThreads), kThreads, 0, stream>>>(static_cast<const double*>(D), n, i, j, B, out);
-  else throw std::runtime_error("fastmlem._cuda: lookup_square: D must be float32 or float64");
-  check_launch("lookup_square");
 }
 
 void lookup_condensed(const double* D, int64_t n, const int64_t* i, const int64_t* j, int64_t B,

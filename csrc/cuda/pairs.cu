@@ -17,9 +17,7 @@ constexpr size_t kSharedBudget = 48 * 1024;  // default dynamic shared memory li
 // precomputed), NaN -> fill. Same operations, in the same order, as the CPU kernel.
 __device__ __forceinline__ double feature(const double* X, int64_t n, int64_t m, bool precomputed,
                                           int64_t i, int64_t j, int64_t f, double fill) {
-  double v = precomputed ? X[(i * n + j) * m + f] : fabs(X[i * m + f] - X[j * m + f]);
-  if (isnan(v)) v = fill;
-  return fmin(fmax(v, 0.0), 1.0);
+  return clip_feature(precomputed ? X[(i * n + j) * m + f] : fabs(X[i * m + f] - X[j * m + f]), fill);
 }
 
 // Column c of the row-major lower triangle (c = a(a+1)/2 + b, b <= a) -> (a, b).

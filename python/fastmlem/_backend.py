@@ -16,6 +16,9 @@ except ImportError as exc:  # pragma: no cover - only when the package was not b
 else:
     _core_error = None
 
+# Neural metrics, named once in C++ (csrc/pair_math.hpp) and read from the compiled module.
+METRICS = tuple(core.METRICS) if core is not None else ()
+
 try:  # optional GPU stack
     import cupy as _cupy
 except Exception:  # ImportError, or a CUDA driver error raised at import

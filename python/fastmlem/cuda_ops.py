@@ -3,9 +3,9 @@
 Same names and signatures as :mod:`fastmlem.ops` (and its numpy twins in
 :mod:`fastmlem.numpy_backend`): ``sample_pairs``, ``feature_distances``, ``rank_average``,
 ``spearman``, ``soft_rank``, ``soft_rank_vjp``, ``rank_loss_grad``, ``SoftRankState``. GPU-only
-helpers: ``neural_distances``, ``precomputed_distances``, ``condensed_rdm`` (cuBLAS GEMM),
+helpers: ``neural_distances``, ``condensed_rdm`` (cuBLAS GEMM),
 ``rdm_lookup``, ``feature_distances_precomputed``, the fused ``sample_predict`` / ``predict`` /
-``features_vjp`` / ``rank_loss_grad_pairs`` / ``mlem_step`` (never store the (B, q) predictor
+``features_vjp`` / ``mlem_step`` (never store the (B, q) predictor
 matrix), ``pearson``
 and ``permutation_spearman`` (neural distances ranked once for all permuted predictions).
 
@@ -17,6 +17,7 @@ arrays here: call ``float()`` on them when the host needs the value.
 from __future__ import annotations
 
 from ._backend import require_cuda
+from . import _shared
 from ._shared import soft_rank_strengths  # numpy or cupy in, same out
 
 _MASK64 = 2**64 - 1
@@ -202,18 +203,6 @@ def neural_distances(Y, i, j, metric: str = "euclidean"):
     return out
 
 
-def precomputed_distances(D, i, j):
-    """Entries D[i, j] (B,) float64 of a square precomputed neural distance matrix D (n, n)."""
-    cp, cu = _mods()
-    D = _representations(cp, D)
-    if D.ndim != 2 or D.shape[0] != D.shape[1]:
-        raise ValueError(f"D must be (n, n); got shape {D.shape}.")
-    i, j = _pairs(cp, i, j, D.shape[0])
-    out = cp.empty(i.size, cp.float64)
-    cu.lookup_square(D.data.ptr, D.itemsize, D.shape[0], i.data.ptr, j.data.ptr, i.size, out.data.ptr, _stream(cp))
-    return out
-
-
 def all_pairs(n: int):
     """All pairs i < j in condensed (row-major upper-triangle) order: two cupy int64 arrays."""
     cp, _ = _mods()
@@ -241,14 +230,12 @@ def condensed_rdm(Y, metric: str = "euclidean", block_bytes: int = 2**30):
                           f"{free / 2**30:.1f} GiB are free: sample pairs instead.")
     if metric not in ("euclidean", "cosine"):
         return neural_distances(Y, *all_pairs(n), metric)
-    Y = Y.astype(cp.float64, copy=False)
-    sq = cp.einsum("ij,ij->i", Y, Y)
     out = cp.empty(n_pairs, cp.float64)
-    rows = max(1, min(n, int(block_bytes) // max(8 * n, 1)))
-    for r0 in range(0, n - 1, rows):
-        r1 = min(n - 1, r0 + rows)
-        G = cp.ascontiguousarray(Y[r0:r1] @ Y.T)
-        cu.condensed_from_gram(G.data.ptr, n, sq.data.ptr, r0, r1, n, cu.METRICS[metric], out.data.ptr, _stream(cp))
+    # the CPU's definition (centred / unit rows, norms from the Gram diagonal), with the kernel
+    # turning each block into distances
+    for r0, r1, G, sq in _shared.gram_blocks(Y, metric, cp, block_bytes):
+        cu.condensed_from_gram(G.data.ptr, n, sq.data.ptr, r0, min(r1, n - 1), n, cu.METRICS[metric], out.data.ptr,
+                               _stream(cp))
     return out
 
 
@@ -449,43 +436,44 @@ def rank_loss_grad(F, w, y, strength=1.0, regularization: str = "l2"):
     return score, F.T @ g_pred
 
 
-def rank_loss_grad_pairs(X, w, i, j, y, strength=1.0, regularization: str = "l2", interactions: bool = False,
-                         nan_to_num: float = 0.0):
-    """As :func:`rank_loss_grad` with F = feature_distances(X, i, j, interactions, nan_to_num),
-    without ever storing F: fused prediction, then F^T g recomputed tile by tile.
-    X (n, m) or (n, n, m) precomputed; w (q,); i, j, y (B,). Returns (score 0-d, grad_w (q,))."""
-    cp, cu = _mods()
-    pred = predict(X, w, i, j, interactions, nan_to_num)
-    score, g_pred = _rank_loss(cp, cu, pred, y, strength, regularization)
-    return score, features_vjp(X, i, j, g_pred, interactions, nan_to_num)
-
-
-def mlem_step(X, D, interactions: bool, nan_to_num: float, batch_size: int, seed: int, strength=1.0,
-              regularization: str = "l2"):
+def mlem_step(X, targets, interactions: bool, nan_to_num: float, batch_size: int, seed: int, strength=1.0,
+              regularization: str = "l2", metric: str = "euclidean"):
     """GPU twin of :func:`fastmlem.ops.mlem_step`: MLEM's training step on a fresh batch, fused.
 
-    X: (n, m) encoded features or (n, n, m) per-feature distances; D: condensed neural RDM
-    (n(n-1)/2,) (e.g. from :func:`condensed_rdm`). Returns step(stream, w (q,), lo, hi) -> (score, grad_w (q,), lo, hi):
-    pairs from ``sample_pairs(n, batch_size, seed, stream)``, neural distances looked up in D (NaN ->
+    X: (n, m) encoded features or (n, n, m) per-feature distances; targets: the condensed neural
+    RDM (n(n-1)/2,) (e.g. from :func:`condensed_rdm`) or the representations Y (n, p) (rows
+    gathered per pair with ``metric``). Returns step(stream, w (q,), lo, hi) -> (score, grad_w (q,),
+    lo, hi): pairs from ``sample_pairs(n, batch_size, seed, stream)``, neural distances (NaN ->
     nan_to_num), min-max scaled with the running (lo, hi) and squared, score =
     pearson(soft_rank(F w), soft_rank(y)) and grad_w = d score / d w. F is never stored, and nothing
     leaves the device: score, lo and hi are 0-d cupy arrays (lo, hi may be given as floats).
     """
+    from ._shared import minmax_scaled
     cp, cu = _mods()
     if regularization not in ("l2", "kl"):
         raise ValueError(f"regularization must be 'l2' or 'kl'; got {regularization!r}.")
     soft_rank_strengths(cp.zeros((1, 2)), strength)  # validates strength
-    (X, n, m, pre), D, B = _features(cp, X), _f64(cp, D, "D"), int(batch_size)
-    if D.shape != (n * (n - 1) // 2,):
-        raise ValueError(f"D must be the condensed RDM (n(n-1)/2,) = ({n * (n - 1) // 2},); got {D.shape}.")
+    (X, n, m, pre), B = _features(cp, X), int(batch_size)
+    gather = targets.ndim == 2
+    if gather:
+        Y = targets
+        if Y.shape[0] != n:
+            raise ValueError(f"Y must have one row per stimulus ({n}); got shape {Y.shape}.")
+    else:
+        D = _f64(cp, targets, "D")
+        if D.shape != (n * (n - 1) // 2,):
+            raise ValueError(f"D must be the condensed RDM (n(n-1)/2,) = ({n * (n - 1) // 2},); got {D.shape}.")
 
     def step(stream, w, lo, hi):
         i, j, pred = sample_predict(X, w, B, seed, stream, interactions, nan_to_num)
-        y = cp.empty(B, cp.float64)  # pairs come from our sampler: no bounds check (and no sync) needed
-        cu.lookup_condensed(D.data.ptr, n, i.data.ptr, j.data.ptr, B, y.data.ptr, _stream(cp))
+        if gather:
+            y = neural_distances(Y, i, j, metric)
+        else:
+            y = cp.empty(B, cp.float64)  # pairs come from our sampler: no bounds check (and no sync) needed
+            cu.lookup_condensed(D.data.ptr, n, i.data.ptr, j.data.ptr, B, y.data.ptr, _stream(cp))
         y = cp.nan_to_num(y, nan=nan_to_num)
         lo, hi = cp.minimum(lo, y.min()), cp.maximum(hi, y.max())  # running min-max, as the reference
-        y = ((y - lo) / (hi - lo + 1e-8)) ** 2
+        y = minmax_scaled(y, lo, hi)
         score, g_pred = _rank_loss(cp, cu, pred, y, strength, regularization)
         if not cu.fused_supported(m, bool(interactions)):
             return score, _feature_rows(cp, cu, X, n, m, pre, i, j, interactions, nan_to_num).T @ g_pred, lo, hi
@@ -496,3 +484,17 @@ def mlem_step(X, D, interactions: bool, nan_to_num: float, batch_size: int, seed
                         g_pred.data.ptr, grad.data.ptr, work.data.ptr, nbytes, _stream(cp))
         return score, grad, lo, hi
     return step
+
+
+def permutation_importance(X, targets, w, interactions: bool, nan_to_num: float, batch_size: int, seed: int,
+                           stream0: int, perm_seed: int, n_permutations: int, metric: str = "euclidean"):
+    """GPU twin of :func:`fastmlem.ops.permutation_importance`, composed from this module's kernels
+    (one task at a time); returns numpy (base (T,), permuted (T,))."""
+    from . import cuda_ops
+    from ._shared import composed_permutation_importance
+    cp, _ = _mods()
+    X, w = _features(cp, X)[0], _f64(cp, w, "w")
+    targets = cp.asarray(targets)
+    return composed_permutation_importance(cuda_ops, X, targets if targets.ndim == 2 else _f64(cp, targets, "D"), w,
+                                           interactions, nan_to_num, batch_size, seed, stream0, perm_seed,
+                                           n_permutations, metric)

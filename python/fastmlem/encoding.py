@@ -130,10 +130,21 @@ def _check_not_constant(X_enc, names):
                              "any neural distance; drop that column.")
 
 
+def is_torch(a) -> bool:
+    """Whether a is a torch tensor (without importing torch)."""
+    return type(a).__module__.split(".")[0] == "torch" and hasattr(a, "detach")
+
+
 def _as_float_array(a, what: str, allow_gpu: bool = False):
     """Array-like -> float array (float32 and float64 kept, others -> float64); a cupy array stays
     on the GPU when ``allow_gpu``."""
     from ._backend import is_cupy
+    if is_torch(a):  # no gradient flows through MLEM: detach (the reference fails on requires_grad)
+        a = a.detach()
+        if a.device.type != "cpu":
+            raise TypeError(f"{what} is a torch tensor on {a.device}; pass it with .cpu() (or as a cupy "
+                            "array with device='cuda').")
+        a = a.numpy()
     if is_cupy(a) or (hasattr(a, "__cuda_array_interface__") and not isinstance(a, np.ndarray)):
         if not (allow_gpu and is_cupy(a)):
             raise TypeError(f"{what} is a GPU array; pass numpy arrays here, or a cupy array with "
@@ -152,33 +163,40 @@ def _as_float_array(a, what: str, allow_gpu: bool = False):
     return arr
 
 
-def prepare_representations(Y, n: int, *, precomputed: bool = False, allow_gpu: bool = False):
-    """Check neural data and return a C-contiguous float32/float64 array.
+def prepare_representations(Y, n: int, *, precomputed: bool = False, allow_gpu: bool = False,
+                            rescale: bool = False):
+    """Check neural data and return them as the kernels read them, without copying large inputs.
 
     Parameters
     ----------
     Y : array-like or DataFrame (n, ...) of representations (any trailing shape, flattened to
-        (n, h)); or (n, n) neural distances when ``precomputed``. A cupy array is accepted (and
-        checked and returned on the GPU) when ``allow_gpu``.
+        (n, h)); or (n, n) neural distances when ``precomputed``. float16, float32 and float64
+        arrays (``numpy.memmap`` included) are kept as they are and checked in row chunks, so a
+        memmap larger than memory is never read whole; other dtypes become float64. A cupy array
+        is accepted (and checked and returned on the GPU) when ``allow_gpu``.
     n : expected number of stimuli.
 
     Returns
     -------
-    array (n, h) (or (n, n)), float32 if the input was float32, else float64; numpy, or cupy for
-    cupy input.
+    array (n, h) (or (n, n)) of Y's float dtype with unit column stride (a view of Y when it had
+    one); numpy, or cupy for cupy input. With ``rescale`` (for rank-based models, whose results do
+    not depend on the scale of Y), float64 values beyond 2^±500 are rescaled by a power of two
+    (exact) so that squared distances cannot overflow.
     """
     from ._backend import get_array_module
     if isinstance(Y, (pd.DataFrame, pd.Series)):
         Y = Y.to_numpy()
-    Y = _as_float_array(Y, "Y (neural representations)", allow_gpu)
+    if isinstance(Y, np.ndarray) and Y.dtype == np.float16:
+        Y = np.asarray(Y)
+    else:
+        Y = _as_float_array(Y, "Y (neural representations)", allow_gpu)
     xp = get_array_module(Y)
     if Y.ndim == 0 or Y.shape[0] != n:
         got = "a scalar" if Y.ndim == 0 else f"{Y.shape[0]} rows"
         raise ValueError(f"X describes {n} stimuli but Y has {got}; both must have one row per stimulus.")
-    if not bool(xp.isfinite(Y).all()):
-        raise ValueError("Y (neural representations) contains NaN or infinite values; remove or "
-                         "impute them before fitting.")
     if precomputed:
+        if not bool(xp.isfinite(Y).all()):
+            raise ValueError("Y (neural distances) contains NaN or infinite values; remove or impute them.")
         if Y.shape != (n, n):
             raise ValueError(f"with distance='precomputed', Y must be an (n, n) distance matrix; got {Y.shape}.")
         scale = float(xp.abs(Y).max())
@@ -196,10 +214,23 @@ def prepare_representations(Y, n: int, *, precomputed: bool = False, allow_gpu: 
     Y = Y.reshape(n, -1) if Y.ndim != 1 else Y[:, None]
     if Y.shape[1] == 0:
         raise ValueError("Y has no dimensions per stimulus.")
-    if not bool((Y != Y[:1]).any()):
+    largest, varies = 0.0, False
+    rows = max(1, 2**26 // (Y.shape[1] * Y.itemsize))  # 64 MB chunks: no full-size temporaries
+    for r0 in range(0, n, rows):
+        chunk = Y[r0:r0 + rows]
+        if not bool(xp.isfinite(chunk).all()):
+            raise ValueError("Y (neural representations) contains NaN or infinite values; remove or "
+                             "impute them before fitting.")
+        largest = max(largest, float(xp.abs(chunk).max()))
+        varies = varies or bool((chunk != Y[:1]).any())
+    if not varies:
         raise ValueError("Y is the same for every stimulus: all neural distances are 0, so there is "
                          "nothing to explain.")
-    return xp.ascontiguousarray(Y)
+    if Y.shape[1] > 1 and Y.strides[1] != Y.itemsize:
+        Y = xp.ascontiguousarray(Y)
+    if rescale and Y.dtype == np.float64 and not 2.0**-500 < largest < 2.0**500:
+        Y = Y * 2.0 ** -int(np.round(np.log2(largest)))
+    return Y
 
 
 def interaction_names(names):

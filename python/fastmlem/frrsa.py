@@ -16,7 +16,7 @@ from scipy.optimize import nnls
 from sklearn.model_selection import RepeatedKFold
 from tqdm.auto import tqdm
 
-from . import numpy_backend as nb
+from ._shared import pearson
 from . import _validate as check
 from . import ops
 from .encoding import check_positive_int
@@ -142,7 +142,7 @@ class FRRSA(PairwiseModel):
     def _score_pairs(self, pred, y):
         if self.scoring == "spearman":
             return float(ops.spearman(pred, y))
-        return float(nb.pearson(pred, y))
+        return float(pearson(pred, y))
 
     def _cv_fraction(self, F, y, n, i, j, train, fractions, seed):
         """Fraction with the best mean Fisher-z test correlation over inner folds of ``train``."""
@@ -167,7 +167,7 @@ class FRRSA(PairwiseModel):
         seed = self._seed()
         n_pairs = n * (n - 1) // 2
         if n_pairs <= self.max_pairs:
-            i, j = nb.all_pairs(n)
+            i, j = ops.all_pairs(n)
         else:
             i, j = ops.sample_pairs(n, self.max_pairs, seed, 0)
             keep = i != j
@@ -177,7 +177,7 @@ class FRRSA(PairwiseModel):
         # scale of Y (cosine: invariant), so Y is divided by its largest |value| and the
         # coefficients multiplied back; a callable's distances are rescaled after the fact.
         scale_Y = 1.0 if callable(self.distance) else float(np.abs(Y_arr).max()) or 1.0
-        F, y = self._rows(X_enc, Y_arr / scale_Y)(i, j)
+        F, y = self._source(X_enc, Y_arr / scale_Y).rows(i, j)
         scale_y = float(np.abs(y).max()) or 1.0
         y = y / scale_y
         scale = scale_y * (1.0 if self.distance == "cosine" else scale_Y)

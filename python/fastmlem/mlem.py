@@ -12,85 +12,102 @@ import warnings
 
 import numpy as np
 import pandas as pd
-from scipy.spatial.distance import squareform
 from sklearn.base import BaseEstimator
 from tqdm.auto import tqdm
 
-from . import numpy_backend as nb
 from . import _shared
 from . import _validate as check
 from . import ops
-from ._backend import require_cuda, to_numpy
-from .encoding import check_positive_int, encode_features, interaction_names, prepare_representations
+from ._backend import METRICS, require_cuda, to_numpy
+from .solver import AdamW, EarlyStopping
+from .encoding import check_positive_int, encode_features, interaction_names, is_torch, prepare_representations
 
-_MAX_RDM_PAIRS = 50_000_000  # precompute the condensed neural RDM when it has at most this many pairs
+_MEMORY_BYTES = {"low": 2**28, "medium": 2**30, "high": 2**32,  # RDM / full batch / importance chunk budget
+                 "auto": 2**30}  # the reference README's default name; its code runs it as 'medium'
 
-
-def _condensed_rdm(Y, metric):
-    """Condensed neural RDM (n(n-1)/2,), order of all_pairs: one GEMM for euclidean and cosine
-    (in place on the n x n Gram matrix, then scipy's C squareform), else the pairwise kernel."""
-    if metric not in ("euclidean", "cosine"):
-        return ops.neural_distances(Y, *nb.all_pairs(Y.shape[0]), metric)
-    Y = Y.astype(np.float64)
-    if metric == "euclidean":
-        Y = Y - Y.mean(axis=0)  # same distances; keeps sq_i + sq_j - 2 g accurate under a large offset
-    if metric == "cosine":
-        norms = np.linalg.norm(Y, axis=1, keepdims=True)
-        Y = np.divide(Y, norms, out=np.zeros_like(Y), where=norms > 0)
-    D = Y @ Y.T
-    if metric == "cosine":
-        np.subtract(1.0, D, out=D)
-    else:
-        sq = np.diag(D).copy()
-        D *= -2.0
-        D += sq[:, None]
-        D += sq[None, :]
-        np.maximum(D, 0.0, out=D)
-        np.sqrt(D, out=D)
-    np.fill_diagonal(D, 0.0)
-    return squareform(D, checks=False)
+# Cost model of the two ways to get neural distances (rates measured on a 2-core x86 machine;
+# only their ratios matter): BLAS GEMM throughput for the RDM, bandwidth of random row gathers
+# (higher while Y fits in the last-level cache), and one cache miss per RDM look-up.
+_GEMM_FLOPS = {4: 1.2e11, 8: 6e10}     # float32 / float64 Gram blocks
+_GATHER_BYTES_PER_S = (2.5e10, 8e9)    # Y cache-resident (< _CACHE_BYTES) / from memory
+_CACHE_BYTES = 2**25
+_LOOKUP_SECONDS = 1e-8
 
 
-_MEMORY_BYTES = {"low": 2**28, "medium": 2**30, "high": 2**32}  # per full batch / importance chunk
+def use_rdm(n: int, h: int, itemsize: int, metric: str, expected_pairs: int, memory_bytes: int) -> bool:
+    """Whether to build the condensed neural RDM once rather than gather two rows of Y per pair.
 
-
-def pair_rows(X_enc, Y, distance, interactions, nan_to_num, gpu=False):
-    """Predictor rows and neural distances of pairs of stimuli, the one place both are computed.
-
-    X_enc: (n, m) encoded features (or (n, n, m) when precomputed); Y: (n, p) representations
-    (or (n, n) when precomputed). Returns rows(i, j) -> (F (B, q), y (B,) raw neural distances)
-    for int64 index arrays i, j (B,). The condensed neural RDM is computed once when it fits.
-    With ``gpu`` everything lives on the GPU (cupy arrays, fastmlem.cuda_ops kernels).
-    The function carries what the training loop needs: ``rows.rdm`` (the condensed RDM or None),
-    ``rows.X`` (features on the device), ``rows.xp`` (numpy or cupy), ``rows.sample_pairs`` and
-    ``rows.all_pairs`` (on the device).
+    n stimuli of h values of ``itemsize`` bytes; ``expected_pairs``: pairs the fit and the
+    importance batches will draw; the RDM (n(n-1)/2 float64) and its build copy of Y must fit in
+    ``memory_bytes``. Compares the RDM's build (GEMM for euclidean/cosine, a pass over all pairs
+    otherwise) plus look-ups with the gathers it saves.
     """
-    n = X_enc.shape[0]
-    precomputed = distance == "precomputed"
-    small = not callable(distance) and n * (n - 1) // 2 <= _MAX_RDM_PAIRS
-    if gpu:
-        from . import cuda_ops as kernels
-        xp, _ = require_cuda()
-        X_enc, Y = xp.asarray(X_enc), xp.asarray(Y)
-        condensed, lookup, gather = kernels.condensed_rdm, kernels.rdm_lookup, kernels.neural_distances
-        sample, every_pair = kernels.sample_pairs, kernels.all_pairs
-    else:
-        xp, kernels = np, ops
-        condensed, lookup, gather, sample, every_pair = _condensed_rdm, nb.rdm_lookup, ops.neural_distances, \
-            ops.sample_pairs, nb.all_pairs
-    features = kernels.feature_distances_precomputed if precomputed else kernels.feature_distances
-    if precomputed:  # the upper triangle of the (symmetric, checked) matrix that is already in memory
-        D = squareform(Y, checks=False).astype(np.float64) if xp is np else \
-            Y[xp.triu(xp.ones((n, n), dtype=bool), 1)].astype(xp.float64)
-    else:
-        D = condensed(Y, distance) if small else None
+    n_pairs = n * (n - 1) // 2
+    if n_pairs * 8 + n * h * 8 > memory_bytes:
+        return False
+    bandwidth = _GATHER_BYTES_PER_S[0 if n * h * itemsize <= _CACHE_BYTES else 1]
+    gather_seconds = expected_pairs * 2 * h * itemsize / bandwidth
+    if metric in ("euclidean", "cosine"):
+        work = 4 if itemsize < 8 and metric == "euclidean" else 8
+        build_seconds = n_pairs * h * 2 / _GEMM_FLOPS[work]
+    else:  # every pair once, rows streamed from cache block by block
+        build_seconds = n_pairs * 2 * h * itemsize / _GATHER_BYTES_PER_S[0]
+    return build_seconds + expected_pairs * _LOOKUP_SECONDS < gather_seconds
 
-    def rows(i, j):
-        F = features(X_enc, i, j, interactions, nan_to_num)
-        if D is not None:
-            y = lookup(D, n, i, j)
-        elif callable(distance):
-            y = xp.asarray(distance(Y[i], Y[j]), dtype=xp.float64)
+
+class PairSource:
+    """Predictor rows and neural targets of pairs of stimuli: the one place both are computed.
+
+    Parameters
+    ----------
+    X_enc : (n, m) encoded features, or (n, n, m) per-feature distances (precomputed).
+    Y : (n, p) representations (float16/32/64), or (n, n) neural distances when precomputed.
+    distance : metric name, 'precomputed', or a callable (Y1 (B, p), Y2 (B, p)) -> (B,).
+    interactions, nan_to_num : as MLEM.
+    device : 'cpu' or 'cuda[:k]' (arrays are moved there once).
+    rdm : the condensed neural RDM (n(n-1)/2,) to reuse, True to build it, False to gather rows.
+
+    Attributes
+    ----------
+    kernels : the backend module (fastmlem.ops or fastmlem.cuda_ops); xp : numpy or cupy.
+    rdm : condensed RDM or None; targets : what the fused kernels read (rdm, else Y), None for a
+    callable distance; fused : whether the fused kernels apply (not a callable distance).
+    """
+
+    def __init__(self, X_enc, Y, distance, interactions, nan_to_num, device="cpu", rdm=False):
+        self.kernels, self.xp = backend(device)
+        self.X, self.Y = self.xp.asarray(X_enc), self.xp.asarray(Y)
+        self.n, self.distance, self.interactions, self.nan_to_num = X_enc.shape[0], distance, interactions, nan_to_num
+        self.fused = not callable(distance)
+        if distance == "precomputed":  # the upper triangle of the (symmetric, checked) matrix in memory
+            n = self.n
+            self.rdm = self.Y[self.xp.triu_indices(n, 1)].astype(self.xp.float64)
+        elif rdm is True and self.fused:
+            self.rdm = self.kernels.condensed_rdm(self.Y, distance)
+        elif rdm is not False and rdm is not None and self.fused:
+            self.rdm = rdm
+        else:
+            self.rdm = None
+        self.metric = "euclidean" if distance == "precomputed" or not self.fused else distance
+        self.targets = (self.rdm if self.rdm is not None else self.Y) if self.fused else None
+
+    def sample(self, size, seed, stream):
+        """Pairs (i, j) of batch ``stream``: sample_pairs(n, size, seed, stream) on the device."""
+        return self.kernels.sample_pairs(self.n, size, seed, stream)
+
+    def all_pairs(self):
+        """Every pair i < j in condensed order, on the device."""
+        return self.kernels.all_pairs(self.n)
+
+    def rows(self, i, j):
+        """(F (B, q) predictor rows, y (B,) raw neural distances, NaN -> nan_to_num) of pairs (i, j)."""
+        k, xp = self.kernels, self.xp
+        features = k.feature_distances_precomputed if self.X.ndim == 3 else k.feature_distances
+        F = features(self.X, i, j, self.interactions, self.nan_to_num)
+        if self.rdm is not None:
+            y = k.rdm_lookup(self.rdm, self.n, i, j)
+        elif not self.fused:
+            y = xp.asarray(self.distance(self.Y[i], self.Y[j]), dtype=xp.float64)
             if y.shape != (len(i),):
                 raise ValueError(f"the distance callable must return one value per pair, shape ({len(i)},); "
                                  f"got shape {y.shape}.")
@@ -98,10 +115,35 @@ def pair_rows(X_enc, Y, distance, interactions, nan_to_num, gpu=False):
                 raise ValueError("the distance callable returned infinite values; it must return finite "
                                  "distances (NaN counts as missing and becomes nan_to_num).")
         else:
-            y = gather(Y, i, j, distance)
-        return F, xp.nan_to_num(y, nan=nan_to_num)
-    rows.rdm, rows.X, rows.xp, rows.sample_pairs, rows.all_pairs = D, X_enc, xp, sample, every_pair
-    return rows
+            y = k.neural_distances(self.Y, i, j, self.distance)
+        return F, xp.nan_to_num(y, nan=self.nan_to_num)
+
+
+def backend(device="cpu"):
+    """(kernel module, array module) for ``device``: (fastmlem.ops, numpy) on the CPU,
+    (fastmlem.cuda_ops, cupy) on 'cuda[:k]' (a clear error when cupy or fastmlem._cuda is missing)."""
+    if str(device).startswith("cuda"):
+        cp, _ = require_cuda()
+        from . import cuda_ops
+        return cuda_ops, cp
+    return ops, np
+
+
+def _torch_distance(distance, torch_inputs: bool):
+    """A distance callable that takes torch tensors, as in the reference, when the representations
+    were torch tensors or the callable is torch's (defined in torch, or its code names ``torch``);
+    the rows are handed over without a copy and the result is detached. Else ``distance``."""
+    code = getattr(distance, "__code__", None)
+    code_names = getattr(code, "co_names", ()) + getattr(code, "co_freevars", ())
+    torch_function = (getattr(distance, "__module__", None) or "").split(".")[0] == "torch" or "torch" in code_names
+    if not callable(distance) or not (torch_inputs or torch_function):
+        return distance
+    import torch
+
+    def call(a, b):
+        out = distance(torch.as_tensor(a), torch.as_tensor(b))
+        return out.detach() if isinstance(out, torch.Tensor) else out
+    return call
 
 
 class PairwiseModel(BaseEstimator):
@@ -111,6 +153,8 @@ class PairwiseModel(BaseEstimator):
     ``batch_size_`` in ``fit`` and have the parameters interactions, distance, nan_to_num,
     n_permutations, memory, verbose, random_seed/random_state.
     """
+
+    _rank_based = False  # True: results depend on neural distances only through their ranks
 
     def _seed(self):
         seed = self.random_state if self.random_state is not None else self.random_seed
@@ -134,9 +178,9 @@ class PairwiseModel(BaseEstimator):
             check.positive_int(self.batch_size, "batch_size", 3)
 
     def _check_distance(self):
-        if not (callable(self.distance) or self.distance in nb.METRICS + ("precomputed",)):
+        if not (callable(self.distance) or self.distance in METRICS + ("precomputed",)):
             raise ValueError(f"unknown distance {self.distance!r}; use one of "
-                             f"{nb.METRICS + ('precomputed',)} or a callable (Y1, Y2) -> (B,).")
+                             f"{METRICS + ('precomputed',)} or a callable (Y1, Y2) -> (B,).")
         if self.memory not in _MEMORY_BYTES:
             raise ValueError(f"memory must be one of {tuple(_MEMORY_BYTES)}; got {self.memory!r}.")
 
@@ -152,11 +196,39 @@ class PairwiseModel(BaseEstimator):
                                              return_encoding=True)
         if not new_stimuli:
             self.encoding_ = spec
-        Y_arr = prepare_representations(Y, X_enc.shape[0], precomputed=precomputed, allow_gpu=self._on_gpu())
+        self._torch_inputs = is_torch(Y)  # a distance callable then gets torch tensors
+        Y_arr = prepare_representations(Y, X_enc.shape[0], precomputed=precomputed, allow_gpu=self._on_gpu(),
+                                        rescale=self._rank_based)
         return X_enc, names, Y_arr
 
-    def _rows(self, X_enc, Y):
-        return pair_rows(X_enc, Y, self.distance, self.interactions, self.nan_to_num, self._on_gpu())
+    def _source(self, X_enc, Y, rdm=False):
+        """PairSource of these stimuli on the model's device; ``rdm`` as PairSource's."""
+        distance = _torch_distance(self.distance, getattr(self, "_torch_inputs", False))
+        return PairSource(X_enc, Y, distance, self.interactions, self.nan_to_num, getattr(self, "device", "cpu"), rdm)
+
+    def _expected_pairs(self, batch_size, steps=0):
+        """Pairs a fit of ``steps`` steps and the importance batches draw (for use_rdm)."""
+        m = self.n_features_in_
+        q = m * (m + 1) // 2 if self.interactions else m
+        return batch_size * (steps + q * self.n_permutations)
+
+    def _training_source(self, steps=0):
+        """PairSource of the training data; the RDM, when use_rdm chooses it, is built once per fit
+        and kept (``_rdm``) for every later score() on the training data."""
+        if not hasattr(self, "_rdm"):
+            Y = self.Y_
+            choose = (not callable(self.distance) and self.distance != "precomputed"
+                      and use_rdm(Y.shape[0], Y.shape[1], Y.dtype.itemsize, self.distance,
+                                  self._expected_pairs(self.batch_size_, steps), _MEMORY_BYTES[self.memory]))
+            source = self._source(self.X_, Y, choose)
+            self._rdm = source.rdm if choose else None
+            return source
+        return self._source(self.X_, self.Y_, self._rdm if self._rdm is not None else False)
+
+    def __getstate__(self):  # the cached RDM is rebuilt on demand, not pickled
+        state = super().__getstate__()
+        state.pop("_rdm", None)
+        return state
 
     def _set_inputs(self, X_enc, names, Y_arr):
         self.feature_names_in_ = np.array(names, dtype=object)
@@ -182,22 +254,22 @@ class PairwiseModel(BaseEstimator):
         W[np.tril_indices(len(names))] = self.weights_
         return pd.DataFrame(W, index=names, columns=names)
 
-    def _permutation_spearman(self, rows, n, size, q, seed, perm_seed):
+    def _permutation_spearman(self, source, size, q, seed, perm_seed):
         """(base, permuted) Spearman of the q * n_permutations importance tasks, composed from
         array kernels (the twin of ops.permutation_importance, for every device and distance)."""
-        xp, P, w = rows.xp, self.n_permutations, rows.xp.asarray(self.weights_)
-        chunk = {"low": 1, "medium": P, "high": max(1, _MEMORY_BYTES["high"] // (3 * 8 * size))}[self.memory]
+        xp, P, w = source.xp, self.n_permutations, source.xp.asarray(self.weights_)
+        chunk = {"low": 1, "medium": P, "auto": P, "high": max(1, _MEMORY_BYTES["high"] // (3 * 8 * size))}[self.memory]
         base, permuted = np.empty(q * P), np.empty(q * P)
         bar = tqdm(total=q * P, desc="Permutation importance", disable=not self.verbose)
         for start in range(0, q * P, chunk):
             preds, moved, ys = [], [], []
             for t in range(start, min(start + chunk, q * P)):
-                F, y = rows(*rows.sample_pairs(n, size, seed, 2**32 + t))
+                F, y = source.rows(*source.sample(size, seed, 2**32 + t))
                 perm = xp.asarray(_shared.random_permutations(size, 1, perm_seed, t)[0])
-                preds.append(nb.predict(F, w))
-                moved.append(nb.predict(nb.permuted_rows(F, t // P, perm), w))
+                preds.append(_shared.predict(F, w))
+                moved.append(_shared.predict(_shared.permuted_rows(F, t // P, perm), w))
                 ys.append(y)
-            b, p = ops.permutation_spearman(xp.stack(preds), xp.stack(moved), xp.stack(ys))
+            b, p = source.kernels.permutation_spearman(xp.stack(preds), xp.stack(moved), xp.stack(ys))
             base[start:start + len(ys)], permuted[start:start + len(ys)] = to_numpy(b), to_numpy(p)
             bar.update(len(ys))
         bar.close()
@@ -227,17 +299,18 @@ class PairwiseModel(BaseEstimator):
                 raise ValueError(f"X has {X_enc.shape[-1]} features; the model was fitted on {self.n_features_in_}.")
         size = check_positive_int(self.batch_size_ if batch_size is None else batch_size, "batch_size", 3)
         check.finite_float(warning_threshold, "warning_threshold", 0.0)
-        n, cols, P = X_enc.shape[0], self._column_names(), self.n_permutations
+        cols, P = self._column_names(), self.n_permutations
         threads = min(check.worker_threads(), len(cols) * P)
         check.check_memory(threads * ops.batch_bytes(size, len(cols)), f"permutation importance on {threads} "
                            f"threads, batches of {size:,} pairs x {len(cols)} columns")
-        rows = self._rows(X_enc, Y_arr)
+        source = self._training_source() if X is None else self._source(X_enc, Y_arr)
         seed, perm_seed = self._seed(), (self._seed() + 1) % 2**64
-        if rows.rdm is not None and rows.xp is np:  # the whole loop in C++
-            base, permuted = ops.permutation_importance(X_enc, rows.rdm, self.weights_, self.interactions,
-                                                        self.nan_to_num, size, seed, 2**32, perm_seed, P)
+        if source.fused and source.xp is np:  # the whole loop in C++
+            base, permuted = ops.permutation_importance(source.X, source.targets, self.weights_, self.interactions,
+                                                        self.nan_to_num, size, seed, 2**32, perm_seed, P,
+                                                        source.metric)
         else:
-            base, permuted = self._permutation_spearman(rows, n, size, len(cols), seed, perm_seed)
+            base, permuted = self._permutation_spearman(source, size, len(cols), seed, perm_seed)
         imp = (base - permuted).reshape(len(cols), P)
         baseline = pd.Series(base, name="spearman")
         if baseline.std() > warning_threshold:
@@ -252,22 +325,84 @@ class PairwiseModel(BaseEstimator):
 class MLEM(PairwiseModel):
     """Metric Learning Encoding Model with permutation feature importance.
 
-    Parameters follow the reference package; additions: ``spd`` (False: unconstrained weights,
-    FR-RSA-I with interactions), ``soft_rank_strength`` (1.0 = reference, where the loss equals
-    plain Pearson; 'auto' = range / batch size, which tracks Spearman), ``soft_rank_regularization``,
-    ``random_state`` (alias of ``random_seed``).
+    Learns weights over feature distances (a positive vector, or an SPD matrix over feature pairs
+    with ``interactions``) whose predicted distances rank-correlate with the neural distances, then
+    measures how much permuting each predictor column lowers the Spearman correlation. A drop-in
+    for the reference ``mlem.MLEM`` (same parameters and defaults, first 17 below).
+
+    Parameters
+    ----------
+    interactions : bool, default False
+        Learn an SPD matrix over all feature pairs (columns d_a d_b, a >= b) instead of one weight
+        per feature.
+    n_permutations : int >= 1, default 5
+        Permutations per predictor column in :meth:`score`.
+    distance : {'euclidean', 'manhattan', 'cosine', 'norm_diff', 'precomputed'} or callable, default 'euclidean'
+        Neural distance between two stimuli's representations. 'precomputed': X is (n, n, m)
+        per-feature distances and Y an (n, n) distance matrix. A callable maps two (B, p) arrays
+        of rows to (B,) distances.
+    nan_to_num : float, default 0.0
+        Feature distance used where a feature is missing (NaN).
+    batch_size : int >= 3, 'all' or None, default None
+        Pairs per training batch; None estimates it (:meth:`estimate_batch_size`); 'all' uses
+        every pair i < j in every step (full batch).
+    n_trials, threshold, factor, batch_size_min, batch_size_max : int, float, float, int, int
+        Batch-size estimation: start at ``batch_size_min`` pairs and grow by ``factor`` (> 1) until
+        the largest across-``n_trials`` std of the feature-distance correlations is below
+        ``threshold``, at most ``batch_size_max``. Defaults 16, 0.01, 1.2, 256, 2**20.
+    max_steps : int >= 1, default 1000
+        Training steps at most (a fresh batch each).
+    lr, weight_decay : float, defaults 0.1 and 0.0
+        AdamW learning rate and decoupled weight decay.
+    patience : int >= 1, default 50
+        Stop after this many steps without a better batch score; the best step's weights are kept.
+    device : 'cpu' or 'cuda[:k]', default 'cpu'
+        Where the kernels run (the GPU needs cupy and the CUDA module).
+    verbose : bool, default False
+        Progress bars.
+    memory : {'low', 'medium', 'high', 'auto'}, default 'medium'
+        Memory budget (256 MiB, 1 GiB, 4 GiB; 'auto', the reference README's name, is 'medium') for the condensed neural RDM, full batches and
+        batched importance; the RDM is built when it fits and the cost model says it pays off
+        (:func:`use_rdm`), else rows of Y are gathered per pair.
+    random_seed : int or None
+        Seed of every random stream (pairs, initial weights, permutations); the reference's name.
+    corr_warning_threshold : float, default 0.5
+        Warn when two feature-distance columns correlate more than this (importances get hard to
+        interpret).
+    spd : bool, default True
+        False: unconstrained unit-norm weights (with ``interactions``, the paper's FR-RSA-I).
+    soft_rank_strength : float > 0 or 'auto', default 1.0
+        Regularisation of the soft ranks in the loss. 1.0 is the reference's (with thousands of
+        pairs the loss then equals plain Pearson); 'auto': per vector, the largest strength whose
+        soft ranks correlate >= 0.999 with the hard ranks, so that the loss tracks Spearman.
+    soft_rank_regularization : {'l2', 'kl'}, default 'l2'
+    random_state : int, RandomState, Generator or None
+        scikit-learn's name for the seed; takes precedence over ``random_seed``.
+    spd_form : {'reference', 'quadratic'}, default 'reference'
+        With interactions: 'reference' predicts sum_{a>=b} W_ab d_a d_b (the package's form, i.e.
+        the quadratic form (W + diag W)/2); 'quadratic' predicts the paper's d'W d with W itself
+        SPD. ``weights_`` are the column coefficients either way; ``get_weights()`` shows W.
+
+    Attributes
+    ----------
+    weights_ : (q,) learned column weights (q = m, or m(m+1)/2 with interactions).
+    best_score_, history_, n_steps_ : best batch score, score per step, steps run.
+    batch_size_ : pairs per batch used; feature_names_in_, n_features_in_ : the features.
+    feature_names, batch_size_fit_ : the reference's names for feature_names_in_ and batch_size_.
 
     fit(X (n, m) features, Y (n, ...) representations) -> self
     score(X=None, Y=None) -> (importances DataFrame (n_permutations, q), baseline Series)
     get_weights() -> DataFrame (m, 1) or (m, m) lower triangle with interactions.
     """
 
+    _rank_based = True
+
     def __init__(self, interactions=False, n_permutations=5, distance="euclidean", nan_to_num=0.0,
                  batch_size=None, n_trials=16, threshold=0.01, factor=1.2, batch_size_min=256,
                  batch_size_max=2**20, max_steps=1000, lr=0.1, weight_decay=0.0, patience=50,
                  device="cpu", verbose=False, memory="medium", random_seed=None,
                  corr_warning_threshold=0.5, spd=True, soft_rank_strength=1.0,
-                 soft_rank_regularization="l2", random_state=None):
+                 soft_rank_regularization="l2", random_state=None, spd_form="reference"):
         self.interactions = interactions
         self.n_permutations = n_permutations
         self.distance = distance
@@ -291,11 +426,16 @@ class MLEM(PairwiseModel):
         self.soft_rank_strength = soft_rank_strength
         self.soft_rank_regularization = soft_rank_regularization
         self.random_state = random_state
+        self.spd_form = spd_form
 
     def _kind(self):
+        if self.spd_form not in ("reference", "quadratic"):
+            raise ValueError(f"spd_form must be 'reference' or 'quadratic'; got {self.spd_form!r}.")
         if not self.spd:
             return "free"
-        return "spd" if self.interactions else "diag"
+        if not self.interactions:
+            return "diag"
+        return "spd" if self.spd_form == "reference" else "spd_quadratic"
 
     def _check_params(self):
         if self.device != "cpu" and not str(self.device).startswith("cuda"):
@@ -324,20 +464,20 @@ class MLEM(PairwiseModel):
             check.positive_float(self.soft_rank_strength, "soft_rank_strength (or 'auto')")
         check.choice(self.soft_rank_regularization, "soft_rank_regularization", ("l2", "kl"))
 
-    def _train_step(self, rows, n):
+    def _train_step(self, source):
         """step(stream, w (q,), lo, hi) -> (score, grad_w (q,), lo, hi), host floats and numpy.
 
         The objective of ops.rank_loss_grad on batch ``stream``, with the running min-max of the
-        raw neural distances. One fused call (C++ or CUDA) when the condensed RDM is precomputed;
-        otherwise rows are drawn (or all pairs reused with batch_size='all') and the objective is
-        composed. On the GPU, one small device-to-host copy per step (score, lo, hi, grad_w) feeds
+        raw neural distances. One fused call (C++: RDM look-ups or row gathers; CUDA: RDM look-ups)
+        per step; otherwise (callable distance, batch_size='all', GPU gathers) rows are drawn and
+        the objective is composed. On the GPU, one small device-to-host copy per step (score, lo, hi, grad_w) feeds
         the early stopping; everything else stays on the device.
         """
-        xp, seed = rows.xp, self._seed()
+        xp, seed = source.xp, self._seed()
         strength, regularization = self.soft_rank_strength, self.soft_rank_regularization
-        if rows.rdm is not None and self.batch_size != "all":
-            fused = ops.mlem_step(rows.X, rows.rdm, self.interactions, self.nan_to_num, self.batch_size_, seed,
-                                  strength, regularization)
+        if source.fused and self.batch_size != "all":
+            fused = source.kernels.mlem_step(source.X, source.targets, self.interactions, self.nan_to_num,
+                                             self.batch_size_, seed, strength, regularization, source.metric)
             if xp is np:
                 return fused
 
@@ -349,20 +489,29 @@ class MLEM(PairwiseModel):
             return gpu_step
 
         if self.batch_size == "all":
-            full = rows(*rows.all_pairs(n))  # every pair i < j, computed once
+            full = source.rows(*source.all_pairs())  # every pair i < j, computed once
             batch = lambda stream: full  # noqa: E731
         else:
-            batch = lambda stream: rows(*rows.sample_pairs(n, self.batch_size_, seed, stream))  # noqa: E731
+            batch = lambda stream: source.rows(*source.sample(self.batch_size_, seed, stream))  # noqa: E731
 
         def composed_step(stream, w, lo, hi):
             F, y = batch(stream)
             lo, hi = min(lo, float(y.min())), max(hi, float(y.max()))  # running min-max, as the reference
-            score, grad = ops.rank_loss_grad(F, xp.asarray(w), ((y - lo) / (hi - lo + 1e-8)) ** 2, strength,
-                                             regularization)
+            score, grad = source.kernels.rank_loss_grad(F, xp.asarray(w), _shared.minmax_scaled(y, lo, hi),
+                                                        strength, regularization)
             return float(score), to_numpy(grad), lo, hi
         return composed_step
 
     # ------------------------------------------------------------------ API
+    def get_weights(self):
+        """Learned weights: DataFrame (m, 1) 'Weight', or (m, m) lower triangle of the SPD matrix W
+        with interactions (with spd_form='quadratic' W is the quadratic form, and the coefficient
+        of the column d_a d_b, a > b, is 2 W_ab)."""
+        table = super().get_weights()
+        if self.interactions and self._kind() == "spd_quadratic":
+            table = table / (2.0 - np.eye(len(table)))
+        return table
+
     def estimate_batch_size(self, X, feature_names=None):
         """Smallest batch (pairs) whose feature-distance correlations are stable across trials."""
         self._check_params()
@@ -421,33 +570,44 @@ class MLEM(PairwiseModel):
                                 else check_positive_int(self.batch_size, "batch_size", 3))
         check.check_memory(ops.batch_bytes(self.batch_size_, q), f"a training batch of {self.batch_size_:,} pairs x "
                            f"{q} columns")
-        train_step = self._train_step(self._rows(X_enc, Y_arr), n)
+        self.__dict__.pop("_rdm", None)  # a refit builds (or not) its own RDM
+        train_step = self._train_step(self._training_source(steps=min(self.max_steps, 4 * self.patience)))
         rng = np.random.default_rng(self._seed())
-        params = rng.uniform(0, 1, q) if kind == "diag" else rng.uniform(-1, 1, q)
-        mom, vel = np.zeros(q), np.zeros(q)
-        best, best_params, since_best, lo, hi = -np.inf, params.copy(), 0, np.inf, -np.inf
-        history = []
+        adam = AdamW(rng.uniform(0, 1, q) if kind == "diag" else rng.uniform(-1, 1, q), self.lr, self.weight_decay,
+                     maximize=True)
+        stopping, lo, hi = EarlyStopping(self.patience), np.inf, -np.inf
         bar = tqdm(range(self.max_steps), desc=f"Fitting MLEM (batch {self.batch_size_})", disable=not self.verbose)
         for step in bar:
+            params = adam.params
             score, grad_w, lo, hi = train_step(step, _shared.weights(params, m, kind), lo, hi)
-            grad = _shared.weights_vjp(params, m, kind, grad_w)
-            history.append(score)
-            if score > best:
-                best, best_params, since_best = score, params.copy(), 0  # a copy: the truly best weights
-            else:
-                since_best += 1
-            if since_best >= self.patience:
+            if stopping.update(score, params):
                 break
-            # AdamW, maximising
-            t = step + 1
-            params = params * (1 - self.lr * self.weight_decay)
-            mom = 0.9 * mom + 0.1 * (-grad)
-            vel = 0.999 * vel + 0.001 * grad * grad
-            params = params - self.lr * (mom / (1 - 0.9 ** t)) / (np.sqrt(vel / (1 - 0.999 ** t)) + 1e-8)
-            bar.set_postfix(score=f"{best:.4f}")
-        self.params_ = best_params
-        self.weights_ = _shared.weights(best_params, m, kind)
-        self.best_score_ = float(best)
-        self.n_steps_ = len(history)
-        self.history_ = np.array(history)
+            adam.step(_shared.weights_vjp(params, m, kind, grad_w))
+            bar.set_postfix(score=f"{stopping.best:.4f}")
+        self.params_ = stopping.best_state
+        self.weights_ = _shared.weights(self.params_, m, kind)
+        self.best_score_ = stopping.best
+        self.n_steps_ = len(stopping.history)
+        self.history_ = np.array(stopping.history)
         return self
+
+    # ------------------------------------------------- the reference's attribute names
+    @property
+    def feature_names(self):
+        """The reference's name for the feature names: list of str (None before fit)."""
+        return list(self.feature_names_in_) if hasattr(self, "feature_names_in_") else None
+
+    @property
+    def batch_size_fit_(self):
+        """The reference's name for ``batch_size_``, the batch size used by fit (None before fit)."""
+        return getattr(self, "batch_size_", None)
+
+    @property
+    def model_(self):
+        raise AttributeError("fastmlem's MLEM holds no torch model (the reference's model_): the learned weights "
+                             "are weights_ (column coefficients) and get_weights().")
+
+    @property
+    def rng_(self):
+        raise AttributeError("fastmlem's MLEM holds no torch Generator (the reference's rng_): its random streams "
+                             "are counter-based and derived from random_state / random_seed.")

@@ -10,8 +10,9 @@ import numpy as np
 from scipy.spatial.distance import cdist, pdist
 from scipy.stats import rankdata
 
-from ._shared import (centred, pearson_grad, random_bits, random_permutations, sigmoid, soft_rank_strengths,  # noqa: F401
-                      softplus, splitmix64, stream_key, weights, weights_vjp)
+from ._shared import (centred, composed_permutation_importance, minmax_scaled, pearson,  # noqa: F401
+                      pearson_grad, permuted_rows, predict, random_bits, random_permutations, sigmoid,
+                      soft_rank_strengths, softplus, splitmix64, stream_key, weights, weights_vjp)
 
 _U64 = np.uint64
 _MASK32 = _U64(0xFFFFFFFF)
@@ -79,7 +80,13 @@ METRICS = ("euclidean", "manhattan", "cosine", "norm_diff")
 
 
 def neural_distances(Y: np.ndarray, i: np.ndarray, j: np.ndarray, metric: str = "euclidean") -> np.ndarray:
-    """Distances between rows Y[i] and Y[j] (B,), float64. Cosine of a zero row counts as 1."""
+    """Distances between rows Y[i] and Y[j] (B,), float64; exactly 0 where i == j. Cosine of a
+    zero row counts as 1."""
+    return np.where(i == j, 0.0, _row_distances(Y, i, j, metric))
+
+
+def _row_distances(Y, i, j, metric):
+    Y = np.asarray(Y)
     a, b = Y[i].astype(np.float64), Y[j].astype(np.float64)
     if metric == "euclidean":
         return np.sqrt(((a - b) ** 2).sum(1))
@@ -94,11 +101,11 @@ def neural_distances(Y: np.ndarray, i: np.ndarray, j: np.ndarray, metric: str = 
     raise ValueError(f"unknown metric {metric!r}")
 
 
-def condensed_rdm(Y: np.ndarray, metric: str = "euclidean") -> np.ndarray:
-    """Condensed neural RDM (n(n-1)/2,), order of :func:`all_pairs`."""
+def condensed_rdm(Y: np.ndarray, metric: str = "euclidean", block_bytes=None) -> np.ndarray:
+    """Condensed neural RDM (n(n-1)/2,), order of :func:`all_pairs` (``block_bytes``: unused here)."""
     i, j = all_pairs(Y.shape[0])
     if metric in ("euclidean", "cosine"):
-        d = pdist(Y.astype(np.float64), "cityblock" if metric == "manhattan" else metric)
+        d = pdist(Y.astype(np.float64), metric)
         return np.nan_to_num(d, nan=1.0) if metric == "cosine" else d
     return neural_distances(Y, i, j, metric)
 
@@ -184,14 +191,6 @@ def soft_rank_vjp(state, g: np.ndarray) -> np.ndarray:
 
 
 # ------------------------------------------------------------------------ Pearson, Spearman ---
-def pearson(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """Pearson correlation along the last axis (0 where a vector is constant)."""
-    (xc, nx), (yc, ny) = centred(x), centred(y)
-    den = nx * ny
-    num = (xc * yc).sum(-1)
-    return np.divide(num, den, out=np.zeros_like(num, dtype=np.float64), where=den > 0)
-
-
 def rank_average(x: np.ndarray) -> np.ndarray:
     """Ranks 1..B along the last axis, ties get their average rank."""
     return rankdata(x, axis=-1, method="average")
@@ -207,7 +206,7 @@ def rank_loss_grad(F: np.ndarray, w: np.ndarray, y: np.ndarray, strength=1.0, re
     """MLEM's training objective on one batch and its gradient w.r.t. the column weights.
 
     F: (B, q) predictor rows, w: (q,) weights, y: (B,) neural targets.
-    strength: float, or 'auto' (per vector: range / B, so the soft rank tracks the hard rank).
+    strength: float, or 'auto' (per vector: _shared.auto_strength, so the soft rank tracks the hard rank).
     Returns (score, grad_w): score = pearson(softrank(F w), softrank(y)).
     """
     pred = F @ w
@@ -218,26 +217,45 @@ def rank_loss_grad(F: np.ndarray, w: np.ndarray, y: np.ndarray, strength=1.0, re
     return r, F.T @ g_pred
 
 
-def predict(F, w):
-    """Predicted distances (B,) = sum_c F[:, c] w[c], each row summed in the same order, so that
-    pairs with identical predictor rows tie exactly (exact Spearman's average ranks depend on it;
-    a BLAS product or ``pred + w_c * (new - old)`` leaves 1-ulp differences that split ties).
-    Works for numpy and cupy arrays. The sum runs over columns in order, as the C++ kernels do
-    (numpy's pairwise ``sum(axis=1)`` would group the terms differently and split other ties)."""
-    pred = F[:, 0] * w[0]
-    for c in range(1, F.shape[1]):
-        pred = pred + F[:, c] * w[c]
-    return pred
+def _neural_targets(targets, n, i, j, metric, nan_to_num):
+    """Neural distances of pairs (i, j): looked up in a condensed RDM (1-D) or computed from Y (n, p)."""
+    targets = np.asarray(targets)
+    y = rdm_lookup(targets, n, i, j) if targets.ndim == 1 else neural_distances(targets, i, j, metric)
+    return np.nan_to_num(y, nan=nan_to_num)
 
 
-def permuted_rows(F, column: int, perm):
-    """Copy of F (B, q) with column ``column`` permuted across rows by ``perm`` (B,)."""
-    G = F.copy()
-    G[:, column] = F[perm, column]
-    return G
+def _rows(X, i, j, interactions, nan_to_num):
+    return (feature_distances_precomputed if X.ndim == 3 else feature_distances)(X, i, j, interactions, nan_to_num)
 
 
-def permutation_importance(F: np.ndarray, w: np.ndarray, y: np.ndarray, column: int, perm: np.ndarray):
-    """Baseline and permuted exact Spearman of one batch, column ``column`` permuted by ``perm``."""
-    base = spearman(predict(F, w), y)
-    return float(base), float(spearman(predict(permuted_rows(F, column, perm), w), y))
+def mlem_step(X, targets, interactions: bool, nan_to_num: float, batch_size: int, seed: int, strength=1.0,
+              regularization: str = "l2", metric: str = "euclidean"):
+    """Twin of :func:`fastmlem.ops.mlem_step`, composed: sample_pairs -> predictor rows -> neural
+    targets (condensed RDM lookup or rows of Y) -> running min-max^2 -> :func:`rank_loss_grad`."""
+    X = np.asarray(X, dtype=np.float64)
+    n = X.shape[0]
+
+    def step(stream, w, lo, hi):
+        i, j = sample_pairs(n, batch_size, seed, stream)
+        y = _neural_targets(targets, n, i, j, metric, nan_to_num)
+        lo, hi = min(lo, float(y.min())), max(hi, float(y.max()))
+        score, grad = rank_loss_grad(_rows(X, i, j, interactions, nan_to_num), np.asarray(w, dtype=np.float64),
+                                     minmax_scaled(y, lo, hi), strength, regularization)
+        return score, grad, lo, hi
+    return step
+
+
+def permutation_spearman(pred, permuted, y):
+    """Twin of :func:`fastmlem.ops.permutation_spearman`: (spearman(pred, y) (T,), spearman(permuted, y))."""
+    return spearman(pred, y), spearman(permuted, np.broadcast_to(y, np.shape(permuted)))
+
+
+def permutation_importance(X, targets, w, interactions: bool, nan_to_num: float, batch_size: int, seed: int,
+                           stream0: int, perm_seed: int, n_permutations: int, metric: str = "euclidean"):
+    """Twin of :func:`fastmlem.ops.permutation_importance`: task t (column t // n_permutations)
+    draws its batch from stream stream0 + t, permutes that column by random_permutations(batch_size,
+    1, perm_seed, t) and gives the exact Spearman of the baseline and permuted predictions."""
+    from . import numpy_backend
+    return composed_permutation_importance(numpy_backend, np.asarray(X, dtype=np.float64), np.asarray(targets),
+                                           np.asarray(w, dtype=np.float64), interactions, nan_to_num, batch_size,
+                                           seed, stream0, perm_seed, n_permutations, metric)

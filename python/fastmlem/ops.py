@@ -11,7 +11,7 @@ import functools
 import numpy as np
 
 from . import _validate
-from ._backend import is_cupy, require_core
+from ._backend import METRICS, is_cupy, require_core
 from ._shared import pearson_grad, soft_rank_strengths
 
 
@@ -168,28 +168,58 @@ def rank_loss_grad(F, w, y, strength=1.0, regularization: str = "l2"):
     return score, F.T @ soft_rank_vjp(state, g_rank)
 
 
+def _representations(Y, name="Y"):
+    """Y (n, p) as the kernels read it in place: float16, float32 or float64 (other dtypes become
+    float64), unit column stride."""
+    Y = np.asarray(Y)
+    if Y.dtype not in (np.float16, np.float32, np.float64):
+        Y = _as_f64(Y, name)
+    if Y.ndim != 2:
+        raise ValueError(f"{name} must be (n, p); got shape {Y.shape}.")
+    if Y.shape[1] > 1 and Y.strides[1] != Y.itemsize or Y.strides[0] % Y.itemsize or Y.strides[0] < 0:
+        Y = np.ascontiguousarray(Y)  # the kernels take any row stride, but unit column stride
+    return Y
+
+
+def _targets(targets, n, metric):
+    """MLEM's neural targets: a condensed RDM (n(n-1)/2,) as float64, or representations Y (n, p)
+    read in place (pairs gathered per batch with ``metric``)."""
+    if metric not in METRICS:
+        raise ValueError(f"unknown metric {metric!r}; use one of {METRICS}.")
+    targets = np.asarray(targets)
+    if targets.ndim == 1:
+        if targets.shape != (n * (n - 1) // 2,):
+            raise ValueError(f"a condensed RDM must be (n(n-1)/2,) = ({n * (n - 1) // 2},); got {targets.shape}.")
+        return _as_f64(targets, "D")
+    Y = _representations(targets)
+    if Y.shape[0] != n:
+        raise ValueError(f"Y must have one row per stimulus ({n}); got shape {Y.shape}.")
+    return Y
+
+
 @_gpu_twin
-def mlem_step(X, D, interactions: bool, nan_to_num: float, batch_size: int, seed: int, strength=1.0,
-              regularization: str = "l2"):
+def mlem_step(X, targets, interactions: bool, nan_to_num: float, batch_size: int, seed: int, strength=1.0,
+              regularization: str = "l2", metric: str = "euclidean"):
     """MLEM's training step fused in C++ (the objective of :func:`rank_loss_grad`, on a fresh batch).
 
-    X: (n, m) encoded features or (n, n, m) per-feature distances; D: condensed neural RDM
-    (n(n-1)/2,) in the order of ``numpy_backend.all_pairs``. Returns
-    step(stream, w (q,), lo, hi) -> (score, grad_w (q,), lo, hi): pairs from ``sample_pairs(n, batch_size, seed, stream)``, neural distances min-max scaled with the
-    running (lo, hi) and squared, score = pearson(soft_rank(F w), soft_rank(y)).
+    X: (n, m) encoded features or (n, n, m) per-feature distances; targets: the condensed neural
+    RDM (n(n-1)/2,) in the order of ``numpy_backend.all_pairs``, or the representations Y (n, p)
+    (float16, float32 or float64, read in place; each pair's rows gathered with ``metric``).
+    Returns step(stream, w (q,), lo, hi) -> (score, grad_w (q,), lo, hi): pairs from
+    ``sample_pairs(n, batch_size, seed, stream)``, neural distances min-max scaled with the running
+    (lo, hi) and squared, score = pearson(soft_rank(F w), soft_rank(y)). One call per step, GIL
+    released. Twin: :func:`fastmlem.numpy_backend.mlem_step`.
     """
     if regularization not in ("l2", "kl"):
         raise ValueError(f"regularization must be 'l2' or 'kl'; got {regularization!r}.")
     soft_rank_strengths(np.zeros((1, 2)), strength)  # validates strength
-    X, D = _features(X), _as_f64(D, "D")
-    n = X.shape[0]
-    if D.shape != (n * (n - 1) // 2,):
-        raise ValueError(f"D must be the condensed RDM (n(n-1)/2,) = ({n * (n - 1) // 2},); got {D.shape}.")
+    X = _features(X)
+    targets = _targets(targets, X.shape[0], metric)
     batch_size = _validate.positive_int(batch_size, "batch_size")
     q = X.shape[-1] * (X.shape[-1] + 1) // 2 if interactions else X.shape[-1]
     _validate.check_memory(batch_bytes(batch_size, q), f"a training batch of {batch_size:,} pairs x {q} columns")
-    core = require_core().MlemStep(X, D, bool(interactions), float(nan_to_num), int(batch_size), int(seed),
-                                   -1.0 if strength == "auto" else float(strength), regularization == "kl")
+    core = require_core().MlemStep(X, targets, metric, bool(interactions), float(nan_to_num), int(batch_size),
+                                   int(seed), -1.0 if strength == "auto" else float(strength), regularization == "kl")
 
     def step(stream, w, lo, hi):
         w = _as_f64(w, "w")
@@ -206,26 +236,114 @@ def neural_distances(Y, i, j, metric: str = "euclidean"):
     """Distances (B,) float64 between rows Y[i] and Y[j] of Y (n, p), for int64 index arrays i, j (B,).
 
     metric: 'euclidean', 'manhattan', 'cosine' (1 - cos; a zero row counts as distance 1) or
-    'norm_diff' (| ||y_i|| - ||y_j|| |). float32 and float64 Y are read as they are (no copy when
-    the columns are contiguous), sums are taken in double; other dtypes are cast to float64.
-    Twin: :func:`fastmlem.numpy_backend.neural_distances`.
+    'norm_diff' (| ||y_i|| - ||y_j|| |). float16, float32 and float64 Y are read as they are (no
+    copy when the columns are contiguous), sums are taken in double; other dtypes are cast to
+    float64. Twin: :func:`fastmlem.numpy_backend.neural_distances`.
     """
-    from .numpy_backend import METRICS
     if metric not in METRICS:
         raise ValueError(f"unknown metric {metric!r}; use one of {METRICS}.")
-    Y = np.asarray(Y)
-    if Y.dtype != np.float32 and Y.dtype != np.float64:
-        Y = _as_f64(Y, "Y")
-    if Y.ndim != 2:
-        raise ValueError(f"Y must be (n, p); got shape {Y.shape}.")
-    if Y.shape[1] > 1 and Y.strides[1] != Y.itemsize or Y.strides[0] % Y.itemsize:
-        Y = np.ascontiguousarray(Y)  # the kernel takes any row stride, but unit column stride
-    i, j = np.ascontiguousarray(i, dtype=np.int64), np.ascontiguousarray(j, dtype=np.int64)
-    if i.shape != j.shape or i.ndim != 1:
-        raise ValueError("i and j must be 1-D index arrays of the same length.")
-    if i.size and (min(i.min(), j.min()) < 0 or max(i.max(), j.max()) >= Y.shape[0]):
-        raise IndexError(f"pair indices must lie in [0, {Y.shape[0]}).")
-    return require_core().neural_distances(Y, i, j, metric)
+    Y = _representations(Y)
+    return require_core().neural_distances(Y, Y.shape[0], *_pairs(i, j, Y.shape[0]), metric)
+
+
+@_gpu_twin
+def rdm_lookup(D, n: int, i, j):
+    """Entries (i[k], j[k]) (B,) of a condensed RDM D (n(n-1)/2,) of n stimuli; 0 on the diagonal."""
+    D = _targets(D, int(n), "euclidean")
+    return require_core().neural_distances(D, int(n), *_pairs(i, j, int(n)), "euclidean")
+
+
+def condensed_rdm(Y, metric: str = "euclidean", block_bytes: int = 2**26):
+    """Condensed neural RDM (n(n-1)/2,) float64 of Y (n, p), in the order of ``all_pairs``.
+
+    Built in row blocks straight into condensed form (no n x n matrix): euclidean and cosine from
+    Gram blocks Y[r0:r1] Y[r0:]^T (BLAS, float32 for float16/float32 euclidean input, float64 otherwise; Y
+    centred first for euclidean, so an offset costs no accuracy), the other metrics by the pairwise
+    kernel. Extra memory: one float32/64 copy of Y and one block of ``block_bytes``.
+    Twin: :func:`fastmlem.numpy_backend.condensed_rdm`.
+    """
+    if metric not in METRICS:
+        raise ValueError(f"unknown metric {metric!r}; use one of {METRICS}.")
+    Y = _representations(Y)
+    n = Y.shape[0]
+    out = np.empty(n * (n - 1) // 2)
+    core = require_core()
+    if metric not in ("euclidean", "cosine"):
+        for r0, r1 in _row_blocks(n, block_bytes // 16):
+            i, j = _block_pairs(n, r0, r1)
+            out[_condensed(n, r0):_condensed(n, r1)] = core.neural_distances(Y, n, i, j, metric)
+        return out
+    # float32 Gram blocks for float16/32 euclidean (error ~1e-7 of the largest distance, tested);
+    # cosine distances near 0 cancel in 1 - g / den, so cosine always takes float64 blocks
+    work = np.float32 if Y.dtype != np.float64 and metric == "euclidean" else np.float64
+    Z, scale = _gram_operand(Y, metric, work, block_bytes)
+    sq = np.empty(n)  # squared norms from the diagonal of the same products: duplicates get exactly 0
+    for r0, r1 in reversed(list(_row_blocks(n, block_bytes // (Z.itemsize * max(n, 1))))):
+        G = Z[r0:r1] @ Z[r0:].T  # (r1 - r0, n - r0); blocks last first, so sq[r1:] is already known
+        sq[r0:r1] = np.diagonal(G[:, :r1 - r0])
+        core.condensed_from_gram(G, sq, r0, metric == "cosine", out)
+    if scale != 1.0:
+        out *= scale
+    return out
+
+
+def _gram_operand(Y, metric, work, block_bytes):
+    """(Z, scale): the operand Z (n, p) of ``work`` dtype whose Gram blocks give the RDM, built in
+    row chunks, and the factor its euclidean distances take: Y centred and divided by a power of
+    two (exact; no Gram entry can overflow) for 'euclidean', rows scaled to unit norm for 'cosine'
+    (zero rows stay zero; scale 1)."""
+    n, p = Y.shape
+    chunks = list(_row_blocks(n, block_bytes // (8 * p)))
+    Z = np.empty((n, p), dtype=work)
+    if metric == "euclidean":
+        mean = _column_mean(Y)
+        largest = max(float(np.abs(Y[r0:r1]).max()) for r0, r1 in chunks) + float(np.abs(mean).max())
+        exponent = int(np.round(np.log2(largest))) if largest > 0 else 0
+        for r0, r1 in chunks:
+            np.multiply(Y[r0:r1] - mean, 2.0 ** -exponent, out=Z[r0:r1], casting="unsafe")
+        return Z, 2.0 ** exponent
+    else:
+        for r0, r1 in chunks:
+            rows = Y[r0:r1].astype(np.float64)
+            rows /= np.abs(rows).max(axis=1, keepdims=True).clip(min=np.finfo(np.float64).tiny)  # no overflow
+            norms = np.sqrt(np.einsum("ij,ij->i", rows, rows))[:, None]
+            np.divide(rows, np.where(norms > 0, norms, 1.0), out=Z[r0:r1], casting="unsafe")
+    return Z, 1.0
+
+
+def all_pairs(n: int):
+    """All pairs i < j in condensed (row-major upper-triangle) order: two int64 arrays (n(n-1)/2,)."""
+    return _block_pairs(int(n), 0, int(n))
+
+
+def _column_mean(Y, rows=65536):
+    """Mean of the rows of Y (float64, (p,)), summed in row chunks (no float64 copy of Y)."""
+    total = np.zeros(Y.shape[1])
+    for r0 in range(0, Y.shape[0], rows):
+        total += Y[r0:r0 + rows].sum(axis=0, dtype=np.float64)
+    return total / Y.shape[0]
+
+
+def _row_blocks(n, pairs_per_block):
+    """Consecutive row ranges [r0, r1) of the upper triangle, each with at most ~pairs_per_block pairs."""
+    r0 = 0
+    while r0 < n:
+        r1 = min(n, r0 + max(1, int(pairs_per_block // max(n - r0, 1))))
+        yield r0, r1
+        r0 = r1
+
+
+def _condensed(n, r):
+    """Offset of row r's first pair (r, r + 1) in a condensed RDM of n stimuli."""
+    return n * r - r * (r + 1) // 2
+
+
+def _block_pairs(n, r0, r1):
+    """All pairs (r, c), r0 <= r < r1, c > r, in condensed order: two int64 arrays."""
+    counts = n - 1 - np.arange(r0, r1)
+    i = np.repeat(np.arange(r0, r1, dtype=np.int64), counts)
+    j = np.arange(i.size, dtype=np.int64) - np.repeat(np.cumsum(counts) - counts, counts) + i + 1
+    return i, j
 
 
 @_gpu_twin
@@ -247,23 +365,24 @@ def permutation_spearman(pred, permuted, y):
     return base, perm.reshape(permuted.shape[:-1])
 
 
-def permutation_importance(X, D, w, interactions: bool, nan_to_num: float, batch_size: int, seed: int,
-                           stream0: int, perm_seed: int, n_permutations: int):
+def permutation_importance(X, targets, w, interactions: bool, nan_to_num: float, batch_size: int, seed: int,
+                           stream0: int, perm_seed: int, n_permutations: int, metric: str = "euclidean"):
     """MLEM's permutation importance fused in C++, OpenMP over the q * n_permutations tasks.
 
-    X: (n, m) encoded features or (n, n, m) per-feature distances; D: condensed neural RDM
-    (n(n-1)/2,); w: (q,) column weights.
-    Task t (column t // n_permutations) draws ``sample_pairs(n, batch_size, seed, stream0 + t)``,
-    permutes its column by ``numpy_backend.random_permutations(batch_size, 1, perm_seed, t)`` and
+    X: (n, m) encoded features or (n, n, m) per-feature distances; targets: the condensed neural
+    RDM (n(n-1)/2,) or the representations Y (n, p) (rows gathered with ``metric``); w: (q,)
+    column weights. Task t (column t // n_permutations) draws ``sample_pairs(n, batch_size, seed,
+    stream0 + t)``, permutes its column by ``random_permutations(batch_size, 1, perm_seed, t)`` and
     returns the exact Spearman (average ranks) of the baseline and permuted predictions:
-    (base (T,), permuted (T,)), T = q * n_permutations. Twin: the composition in
-    ``PairwiseModel.score`` (rows -> numpy_backend.predict / permuted_rows -> permutation_spearman).
+    (base (T,), permuted (T,)), T = q * n_permutations.
+    Twin: :func:`fastmlem.numpy_backend.permutation_importance`.
     """
-    X, D, w = _features(X), _as_f64(D, "D"), _as_f64(w, "w")
+    X, w = _features(X), _as_f64(w, "w")
     n, m = X.shape[0], X.shape[-1]
     q = m * (m + 1) // 2 if interactions else m
-    if D.shape != (n * (n - 1) // 2,) or w.shape != (q,):
-        raise ValueError(f"need D (n(n-1)/2,) and w ({q},); got {D.shape} and {w.shape}.")
+    targets = _targets(targets, n, metric)
+    if w.shape != (q,):
+        raise ValueError(f"need w ({q},); got {w.shape}.")
     if not np.isfinite(w).all():
         raise ValueError(f"the weights w must be finite; got {w}.")
     batch_size = _validate.positive_int(batch_size, "batch_size")
@@ -272,9 +391,9 @@ def permutation_importance(X, D, w, interactions: bool, nan_to_num: float, batch
     _validate.check_memory(threads * batch_bytes(batch_size, q),
                            f"permutation importance on {threads} threads, batches of {batch_size:,} pairs x {q} columns")
     mask = 2**64 - 1
-    return require_core().permutation_importance(X, D, w, bool(interactions), float(nan_to_num), int(batch_size),
-                                                 int(seed) & mask, int(stream0) & mask, int(perm_seed) & mask,
-                                                 q * int(n_permutations), int(n_permutations))
+    return require_core().permutation_importance(X, targets, metric, w, bool(interactions), float(nan_to_num),
+                                                 int(batch_size), int(seed) & mask, int(stream0) & mask,
+                                                 int(perm_seed) & mask, q * int(n_permutations), int(n_permutations))
 
 
 def batch_bytes(batch_size: int, q: int) -> int:

@@ -120,11 +120,11 @@ def _labels(values, n, what):
 
 def _rdm(Y, distance):
     from scipy.spatial.distance import squareform
-    from .mlem import _condensed_rdm
+    from .ops import condensed_rdm
     Y = np.asarray(Y, dtype=np.float64)
     if Y.ndim == 2 and Y.shape[0] == Y.shape[1] and distance == "precomputed":
         return Y
-    return squareform(_condensed_rdm(Y.reshape(len(Y), -1), distance))
+    return squareform(condensed_rdm(Y.reshape(len(Y), -1), distance))
 
 
 def rdm_heatmap(Y, ax=None, order_by=None, distance="euclidean", title=None, cmap="viridis"):

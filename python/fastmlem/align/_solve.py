@@ -15,6 +15,7 @@ sum_k |Z_k R_k - B|^2 = sum_k |Z_k|^2 - K |B|^2.  PCA to k << d shrinks every st
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -64,12 +65,13 @@ def fit_preprocessing(X, name: str, *, center: bool, scale, k: int, pca: bool) -
     if scale is None:
         s = xp.ones((), dtype=X.dtype)
     elif scale == "frobenius":
-        s = xp.linalg.norm(Xc)
+        s = xp.asarray(safe_norm(Xc), dtype=X.dtype)
         if float(s) == 0.0:
             raise ValueError(f"model {name!r} is constant (all rows equal after centring), so it "
                              "cannot be scaled to unit norm; drop it or use scale=None.")
     else:  # "standardize": unit variance per unit; constant units are left as they are
-        s = X.std(axis=0)
+        c = _pow2(float(xp.abs(Xc).max()))  # std of the rescaled units: no overflow in squares
+        s = (Xc * c).std(axis=0) / c
         s = xp.where(s > 0, s, 1.0)
     if not pca:
         if d > k:
@@ -77,6 +79,18 @@ def fit_preprocessing(X, name: str, *, center: bool, scale, k: int, pca: bool) -
                              f"{k}; refit with dim='pad' over all models or use dim=int (PCA).")
         return Preprocessing(mean, s, None, k)
     return Preprocessing(mean, s, _pca_basis(Xc / s, k), k)
+
+
+def _pow2(top: float) -> float:
+    """A power of two s with top * s in [0.5, 1) (1 for top = 0): an exact rescaling."""
+    return math.ldexp(1.0, -math.frexp(top)[1]) if top > 0 else 1.0
+
+
+def safe_norm(A) -> float:
+    """Frobenius norm of A without overflow or underflow in the squares."""
+    xp = get_array_module(A)
+    c = _pow2(float(xp.abs(A).max()))
+    return float(xp.linalg.norm(A * c)) / c
 
 
 def _pca_basis(Xs, k: int):
@@ -102,6 +116,9 @@ def best_group_element(M, group: str):
     """
     xp = get_array_module(M)
     K, k, _ = M.shape
+    if not bool(xp.isfinite(M).all()):
+        raise ValueError("the cross-covariances of the models overflowed (values too large for "
+                         "float64 products); rescale the models, e.g. scale='frobenius'.")
     if group == "orth":
         U, _, Vt = xp.linalg.svd(M)
         return U @ Vt
@@ -141,8 +158,17 @@ def solve(Z, group: str, B, *, tol: float, max_iter: int):
     """
     xp = get_array_module(Z)
     n, K, k = Z.shape
+    # one exact power-of-two rescaling of all models (and B) when their magnitude is extreme,
+    # so that products neither overflow (an SVD of inf/NaN never returns) nor underflow
+    c = _pow2(max(float(xp.abs(Z).max()), float(xp.abs(B).max())))
+    c = 1.0 if 2.0 ** -200 < c < 2.0 ** 200 else c
+    if c != 1.0:
+        R, B, history, converged = solve(Z * c, group, B * c, tol=tol, max_iter=max_iter)
+        return R, B / c, [(loss / c / c, rel) for loss, rel in history], converged
     Zcat = Z.reshape(n, K * k)
     total = float(xp.sum(Z * Z))
+    if K * k < 2 * n and (K * k) ** 2 * Z.itemsize <= GRAM_BYTES:
+        return _solve_gram(Zcat, K, group, B, total, tol=tol, max_iter=max_iter)
     history, converged = [], False
     for _ in range(max_iter):
         R = best_group_element((Zcat.T @ B).reshape(K, k, k), group)
@@ -155,6 +181,43 @@ def solve(Z, group: str, B, *, tol: float, max_iter: int):
             converged = True
             break
     return R, B, history, converged
+
+
+#: largest (K k, K k) Gram of the stacked models that ``solve`` builds (bytes)
+GRAM_BYTES = 512 * 2 ** 20
+
+
+def _solve_gram(Zcat, K: int, group: str, B, total: float, *, tol: float, max_iter: int):
+    """``solve`` through the Gram G = ZcatᵀZcat (K k, K k), when K k < 2 n.
+
+    With R stacked as Rcat (K k, k), the cross-covariances with the next barycenter
+    B' = Zcat Rcat / K are Zcatᵀ B' = G Rcat / K: one (K k)² k product per iteration instead of
+    two n K k² ones, and B itself is formed once at the end.  The norms the stopping rule needs
+    follow from the same products: |B'|² = tr(Rcatᵀ Zcatᵀ B') / K and <B', B> =
+    tr(Rcatᵀ Zcatᵀ B) / K; near convergence, where |B' - B|² from them would lose digits, it is
+    tr(ΔRᵀ G ΔR) / K² exactly.
+    """
+    xp = get_array_module(Zcat)
+    k = Zcat.shape[1] // K
+    G = Zcat.T @ Zcat
+    M = Zcat.T @ B  # Zcatᵀ B for the current barycenter
+    norm2 = float(xp.sum(B * B))
+    R_old, history, converged = None, [], False
+    for _ in range(max_iter):
+        R = best_group_element(M.reshape(K, k, k), group).reshape(K * k, k)
+        M_new = G @ R / K
+        norm2_new = float(xp.sum(R * M_new)) / K
+        change2 = norm2_new + norm2 - 2.0 * float(xp.sum(R * M)) / K
+        if change2 < 1e-6 * norm2 and R_old is not None:  # small: recompute without cancellation
+            dR = R - R_old
+            change2 = float(xp.sum(dR * (G @ dR))) / K ** 2
+        rel = (max(change2, 0.0) / max(norm2, 1e-300)) ** 0.5
+        history.append((max(total - K * norm2_new, 0.0) / K, rel))
+        M, norm2, R_old = M_new, norm2_new, R
+        if rel < tol or group == "identity":
+            converged = True
+            break
+    return R.reshape(K, k, k), Zcat @ R / K, history, converged
 
 
 def aligned_rows(Z, R):
@@ -185,8 +248,13 @@ def procrustes_distance(X, Y, *, center: bool = True, normalize: bool = True) ->
                          "same stimuli, one row each.")
     if center:
         X, Y = X - X.mean(axis=0), Y - Y.mean(axis=0)
+    # exact power-of-two rescaling so that no square overflows or underflows: each array by its
+    # own factor when normalising (the scale then drops out), else both by one common factor
+    cx, cy = _pow2(float(xp.abs(X).max())), _pow2(float(xp.abs(Y).max()))
+    c = 1.0 if normalize else min(cx, cy)
+    X, Y = (X * cx, Y * cy) if normalize else (X * c, Y * c)
     if normalize:
         X, Y = X / max(float(xp.linalg.norm(X)), 1e-300), Y / max(float(xp.linalg.norm(Y)), 1e-300)
     nuclear = float(xp.linalg.svd(X.T @ Y, compute_uv=False).sum())
     sq = float((X * X).sum() + (Y * Y).sum()) - 2.0 * nuclear
-    return float(np.sqrt(max(sq, 0.0)))
+    return float(np.sqrt(max(sq, 0.0))) / (1.0 if normalize else c)

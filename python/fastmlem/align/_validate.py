@@ -9,41 +9,11 @@ import numpy as np
 import pandas as pd
 
 from .._backend import get_array_module
-from ..similarity._validate import to_float_array
+from ..similarity._validate import as_matrix  # the one float-array reader of the package
+
+__all__ = ["as_matrix", "as_models", "as_index"]
 
 MIN_STIMULI = 2
-
-
-def as_matrix(a, what: str, xp=None, n_units: int | None = None):
-    """Check one representation and return it as a float64 (n, d) array of ``xp``.
-
-    Parameters
-    ----------
-    a : array-like (n, d), numpy or cupy or DataFrame.
-    what : how errors name the array, e.g. "model 'vgg'".
-    xp : numpy or cupy; defaults to the module of ``a``.
-    n_units : expected d, if known (e.g. when transforming new stimuli of a fitted model).
-    """
-    xp = get_array_module(a) if xp is None else xp
-    arr = to_float_array(a, xp, what)
-    if arr.ndim == 1:
-        raise ValueError(f"{what} is 1-D (shape {arr.shape}); each model must be a 2-D array "
-                         "(n_stimuli, n_units): use X.reshape(-1, 1) for a single unit.")
-    if arr.ndim != 2:
-        raise ValueError(f"{what} must be a 2-D array (n_stimuli, n_units); got shape {arr.shape}. "
-                         "Flatten trailing axes first, e.g. X.reshape(len(X), -1).")
-    if arr.shape[0] == 0 or arr.shape[1] == 0:
-        raise ValueError(f"{what} is empty (shape {arr.shape}).")
-    if n_units is not None and arr.shape[1] != n_units:
-        raise ValueError(f"{what} has {arr.shape[1]} units but was fitted with {n_units}; pass "
-                         "the same units (columns) in the same order.")
-    finite = xp.isfinite(arr)
-    if not bool(finite.all()):
-        n_nan = int(xp.isnan(arr).sum())
-        n_inf = int((~finite).sum()) - n_nan
-        raise ValueError(f"{what} contains {n_nan} NaN and {n_inf} infinite values; drop or impute "
-                         "those stimuli/units before aligning.")
-    return arr
 
 
 def as_models(models, min_models: int = 2):
@@ -52,7 +22,7 @@ def as_models(models, min_models: int = 2):
     Parameters
     ----------
     models : list/tuple of K array-likes (n, d_k), dict name -> array-like (n, d_k), or one array
-        (K, n, d). numpy or cupy (or pandas DataFrames); d_k may differ between models.
+        (K, n, d). numpy or cupy, pandas DataFrames, CPU torch tensors; d_k may differ.
     min_models : smallest K accepted.
 
     Returns

@@ -6,7 +6,10 @@ Convention (as in Cloos et al., "Differentiable Optimization of Similarity Score
 and Brains"): **X (n, p) is the reference / target data** (e.g. neural recordings) and
 **Y (n, q) is the representation compared with it** (a model, or the dataset being optimised).
 ``m.grad(X, Y)`` is the gradient with respect to Y; regression measures predict the target X
-from Y.  numpy arrays give numpy results, cupy arrays run on the GPU.
+from Y.  numpy arrays give numpy results, cupy arrays run on the GPU; CPU torch tensors are read
+(detached) and give numpy results.  float32 input stays float32 where the accuracy is bounded
+(see :class:`Measure`); ``m.value_and_grad`` computes both in one pass.  Values are invariant to
+the scale of the data (tested over 1e-300..1e300).
 
 Example::
 
@@ -22,8 +25,8 @@ Id grammar: ``<family>[-<param>=<value>]...[-<form>][-cv | -cv=<folds>]``.
 
 Families (X, Y column-centred first unless said otherwise):
 
-- ``cka``: linear CKA, ||XᵀY||²_F / (||XᵀX||_F ||YᵀY||_F) (feature Grams, no n x n kernel);
-  forms score, angular (arccos).
+- ``cka``: linear CKA, ||XᵀY||²_F / (||XᵀX||_F ||YᵀY||_F) (feature Grams when n >= p + q,
+  the n x n Grams otherwise); forms score, angular (arccos).
 - ``cka-debiased``: linear CKA from unbiased HSIC (needs n >= 4).
 - ``cka-rbf-sigma=<s>``: CKA of RBF kernels, bandwidth s x the median inter-stimulus distance
   (default 1; n x n kernels).

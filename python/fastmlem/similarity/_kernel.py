@@ -1,27 +1,79 @@
 """Kernel-alignment measures: linear CKA, debiased linear CKA, RBF CKA and ENSD.
 
-Every function takes column-centred X (n, p), Y (n, q) (numpy or cupy) and ``grad``; it returns
-(value: float, gradient w.r.t. the centred Y (n, q), or None when grad is False).  The linear
-ones work with the feature Grams XᵀX (p, p), YᵀY (q, q) and XᵀY (p, q); no (n, n) matrix.
+Every function takes column-centred X (n, p), Y (n, q) (numpy or cupy, float32 or float64) and
+``grad``; it returns (value: float, gradient w.r.t. the centred Y (n, q), or None when grad is
+False).  Linear CKA and ENSD use the feature Grams XᵀX (p, p), YᵀY (q, q), XᵀY (p, q) when
+n >= p + q and the (n, n) Grams XXᵀ, YYᵀ otherwise (:class:`LinearGrams`); scalars are
+accumulated in float64.
 """
 from __future__ import annotations
 
 import math
 
 from .._backend import get_array_module
-from ._linalg import center_kernel, sqdist, sqdist_vjp
-from ._validate import sq
+from ._linalg import center_kernel, centred_gram, sqdist, sqdist_vjp
+from ._validate import center_given, dot, sq
 
 
-def linear_cka(X, Y, *, grad: bool):
-    """CKA = ||XᵀY||²_F / (||XᵀX||_F ||YᵀY||_F) (Kornblith et al. 2019), in [0, 1]."""
-    A = X.T @ Y
-    Ky = Y.T @ Y
-    nx, ny = math.sqrt(sq(X.T @ X)), math.sqrt(sq(Ky))
-    value = sq(A) / (nx * ny)
+class LinearGrams:
+    """What linear CKA and ENSD need from centred X (n, p), Y (n, q), in the cheaper form.
+
+    Feature form (n >= p + q): XᵀX, YᵀY, XᵀY, O(n (p + q)²).  Kernel form (n < p + q): the
+    (n, n) Grams K = XXᵀ, L = YYᵀ, O(n² (p + q)).  Both give the same scalars
+    ||XᵀX||² = ||K||², ||YᵀY||² = ||L||², ||XᵀY||² = <K, L>, tr XᵀX = tr K, tr YᵀY = tr L, and
+    :meth:`grad_y` combines X XᵀY = K Y, Y YᵀY = L Y and Y with one or two products.
+    """
+
+    def __init__(self, X, Y, mx=None, my=None):
+        n, p = X.shape
+        self.kernel = n < p + Y.shape[1]
+        if self.kernel and mx is not None:  # uncentred data: centre them (n is small here)
+            X, Y, mx = center_given(X, mx, "X"), center_given(Y, my, "Y"), None
+        self.X, self.Y = X, Y
+        if self.kernel:
+            A, B = X @ X.T, Y @ Y.T  # K, L
+            self.xy = dot(A, B)
+        else:
+            A, B, self.C = X.T @ X, Y.T @ Y, X.T @ Y
+            if mx is not None:  # centre the Grams, not the data (float64 from here)
+                A = centred_gram(A, mx, mx, n, check=True)
+                B = centred_gram(B, my, my, n, check=True)
+                self.C = centred_gram(self.C, mx, my, n)
+            self.xy = sq(self.C)
+        self.A, self.B = A, B
+        self.xx, self.yy = sq(A), sq(B)
+        self.tx, self.ty = trace(A), trace(B)
+
+    def grad_y(self, a: float, b: float, c: float = 0.0):
+        """a X XᵀY + b Y YᵀY + c Y, (n, q) (for uncentred X, Y: up to a constant row, which the
+        caller's final centring removes)."""
+        xp = get_array_module(self.Y)
+        dt = self.Y.dtype
+        if self.kernel:
+            M = a * self.A + b * self.B
+            M[xp.diag_indices_from(M)] += c
+            return M @ self.Y
+        M = b * self.B
+        M[xp.diag_indices_from(M)] += c
+        G = self.X @ (a * self.C).astype(dt, copy=False)
+        G += self.Y @ M.astype(dt, copy=False)
+        return G
+
+
+def trace(A) -> float:
+    return float(A.trace(dtype=A.dtype if A.dtype == "float64" else "float64"))
+
+
+def linear_cka(X, Y, *, grad: bool, mx=None, my=None):
+    """CKA = ||XᵀY||²_F / (||XᵀX||_F ||YᵀY||_F) (Kornblith et al. 2019), in [0, 1].
+
+    mx, my : column means when X, Y are given uncentred (their Grams are centred instead)."""
+    g = LinearGrams(X, Y, mx, my)
+    nx, ny = math.sqrt(g.xx), math.sqrt(g.yy)
+    value = g.xy / (nx * ny)
     if not grad:
         return value, None
-    return value, (2.0 / (nx * ny)) * (X @ A) - (2.0 * value / ny ** 2) * (Y @ Ky)
+    return value, g.grad_y(2.0 / (nx * ny), -2.0 * value / g.yy)
 
 
 def _hsic_u(A, B, n: int):
@@ -102,19 +154,16 @@ def rbf_cka(X, Y, *, sigma: float = 1.0, grad: bool):
     return value, sqdist_vjp(Y, G_D)
 
 
-def ensd(X, Y, *, grad: bool):
+def ensd(X, Y, *, grad: bool, mx=None, my=None):
     """Effective number of shared dimensions (Giaffar et al. 2023).
 
     ENSD = tr(K) tr(L) tr(KL) / (tr(K²) tr(L²)) for centred linear kernels K = XXᵀ, L = YYᵀ:
     CKA times the geometric mean of the two participation ratios; ENSD(X, X) is X's
-    participation ratio tr(K)² / tr(K²).
+    participation ratio tr(K)² / tr(K²).  mx, my: as in :func:`linear_cka`.
     """
-    A = X.T @ Y
-    Ky = Y.T @ Y
-    tx, ty = sq(X), sq(Y)
-    sx, sy = sq(X.T @ X), sq(Ky)
-    scale = tx * ty / (sx * sy)
-    value = scale * sq(A)
+    g = LinearGrams(X, Y, mx, my)
+    scale = g.tx * g.ty / (g.xx * g.yy)
+    value = scale * g.xy
     if not grad:
         return value, None
-    return value, 2.0 * scale * (X @ A) + value * (2.0 / ty * Y - 4.0 / sy * (Y @ Ky))
+    return value, g.grad_y(2.0 * scale, -4.0 * value / g.yy, 2.0 * value / g.ty)

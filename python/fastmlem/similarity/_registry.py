@@ -17,12 +17,15 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Callable
 
-from .._backend import is_cupy, to_numpy
+import numpy as np
+
+from .._backend import get_array_module, is_cupy, to_numpy
 from ._kernel import debiased_cka, ensd, linear_cka, rbf_cka
 from ._regression import regression
 from ._rsa import COMPARES, DIFFERENTIABLE_COMPARES, RDMS, rsa
-from ._shape import cca, shape_nbs, svcca
-from ._validate import as_pair, center
+from ._shape import NeedsFloat64, cca, shape_nbs, svcca
+from ._linalg import NeedsCentring
+from ._validate import as_pair, center_given, prepare
 
 INVARIANCES = ("orthogonal", "isotropic_scale", "translation", "invertible_linear", "permutation")
 DEFAULT_FOLDS = 5
@@ -68,6 +71,8 @@ class _Family:
     cv: bool = False
     min_n: int = 2
     kind: str = "score"  # of the "score" form; other forms are distances
+    float32: bool = False  # float32 input computed in float32 (accuracy bounded and tested)
+    lazy_center: bool = False  # core takes uncentred data + column means (centres its Grams)
 
 
 _ORTH = _closure({"orthogonal", "isotropic_scale", "translation"})
@@ -91,22 +96,26 @@ _RDM_INVARIANCES = {"euclidean": _ORTH, "cosine": _closure({"orthogonal", "isotr
 
 FAMILIES: dict[str, _Family] = {
     "cka": _Family(linear_cka, "linear centred kernel alignment", _ORTH,
-                   forms=("score", "angular")),
+                   forms=("score", "angular"), float32=True, lazy_center=True),
     "cka-debiased": _Family(debiased_cka, "linear CKA from unbiased HSIC estimates", _ORTH,
                             min_n=4),
     "cka-rbf": _Family(rbf_cka, "CKA of RBF kernels, bandwidth sigma x median distance", _ORTH,
                        forms=("score", "angular"), params={"sigma": 1.0}),
-    "nbs": _Family(partial(shape_nbs, alpha=1.0), "normalised Bures similarity", _ORTH),
+    "nbs": _Family(partial(shape_nbs, alpha=1.0), "normalised Bures similarity", _ORTH,
+                   float32=True),
     "procrustes": _Family(partial(shape_nbs, alpha=1.0),
                           "Procrustes distance of centred, unit-Frobenius-norm data", _ORTH,
-                          forms=("angular", "euclidean")),
+                          forms=("angular", "euclidean"), float32=True),
     "shape": _Family(shape_nbs, "generalised shape metric with partial whitening alpha",
                      lambda p: _LINEAR if p["alpha"] == 0 else _ORTH,
-                     forms=("angular", "euclidean", "score"), params={"alpha": 0.5}),
-    "cca": _Family(cca, "mean canonical correlation", _LINEAR, min_n=3),
+                     forms=("angular", "euclidean", "score"), params={"alpha": 0.5},
+                     float32=True, lazy_center=True),
+    "cca": _Family(cca, "mean canonical correlation", _LINEAR, min_n=3, float32=True,
+                   lazy_center=True),
     "svcca": _Family(svcca, "mean canonical correlation of the top principal axes", _ORTH,
                      params={"var": 0.99}, differentiable=False, min_n=4),
-    "ensd": _Family(ensd, "effective number of shared dimensions", _ORTH, kind="dimensionality"),
+    "ensd": _Family(ensd, "effective number of shared dimensions", _ORTH, kind="dimensionality",
+                    float32=True, lazy_center=True),
     "linreg-r2": _regression_family("r2", False, {"orthogonal", "isotropic_scale", "translation"}),
     "linreg-pearson": _regression_family("pearson", False,
                                          {"isotropic_scale", "translation", "permutation"}),
@@ -118,7 +127,7 @@ for _rdm in RDMS:
         FAMILIES[f"rsa-{_rdm}-{_cmp}"] = _Family(
             partial(rsa, rdm_kind=_rdm, compare_kind=_cmp),
             f"{_cmp} correlation of {_rdm} RDMs", _RDM_INVARIANCES[_rdm],
-            differentiable=_cmp in DIFFERENTIABLE_COMPARES, center=False, min_n=3)
+            differentiable=_cmp in DIFFERENTIABLE_COMPARES, center=False, min_n=3, float32=True)
 
 _PARAM_CHECKS = {
     "alpha": (lambda v: 0.0 <= v <= 1.0, "a number in [0, 1]"),
@@ -133,8 +142,16 @@ class Measure:
 
     Call it as ``m(X, Y) -> float`` with X (n, p) the reference / target data and Y (n, q) the
     representation compared with it (the model, or the dataset being optimised); numpy or cupy
-    arrays (or DataFrames).  ``m.grad(X, Y)`` is the gradient w.r.t. Y, shape (n, q), of Y's
-    array type.  Inputs are never modified.
+    arrays, DataFrames, CPU torch tensors (detached) or anything numpy reads.
+    ``m.value_and_grad(X, Y)`` gives the value and the gradient w.r.t. Y, shape (n, q), of Y's
+    array type (numpy for torch input), in one pass that shares the Grams / factorisations.
+    Inputs are never modified.
+
+    Precision: float32 X and Y are computed in float32 by the measures whose float32 accuracy is
+    bounded and tested (CKA, NBS, Procrustes, ENSD, CCA and shape metrics, RSA), with scalars
+    accumulated in float64; anything else (and float64 input) runs in float64.  Values do not
+    depend on the scale of X or Y (each is rescaled by an exact power of two before any product
+    is formed; ridge penalties follow Y's scale, as the definition says).
 
     Attributes
     ----------
@@ -180,18 +197,56 @@ class Measure:
 
     def _evaluate(self, X, Y, grad: bool):
         returns_cupy = is_cupy(Y)
-        X, Y, _ = as_pair(X, Y, min_n=self.min_n, name=f"measure {self.id!r}")
-        if self._spec.center:
-            X, Y = center(X), center(Y)
-        kw = dict(self.params, **({"cv": self.cv} if self._spec.cv else {}))
-        score, G = self._spec.core(X, Y, grad=grad, **kw)
+        spec = self._spec
+        X, Y, xp = as_pair(X, Y, min_n=self.min_n, name=f"measure {self.id!r}",
+                           float32=spec.float32)
+        # one place for scale: each side rescaled by a power of two (exact), centred if the
+        # family centres (or, lazily, its Grams are); every measure is invariant to that
+        # (ridge penalties rescale with Y)
+        # the gradient's (n, q) products are formed from centred data: an offset would cost
+        # them digits in float32; a value alone needs only Grams, centred lazily
+        lazy = spec.center and spec.lazy_center and not grad
+        X, _, *mx = prepare(X, "X", center_columns=spec.center, lazy=lazy)
+        Y, sy, *my = prepare(Y, "Y", center_columns=spec.center, lazy=lazy)
+        kw = dict(self.params, **({"cv": self.cv} if spec.cv else {}))
+        if kw.get("lambda"):
+            kw["lambda"] = min(kw["lambda"] * sy * sy, 1e300)
+        try:
+            score, G = self._run(X, Y, mx[0] if lazy else None, my[0] if lazy else None, grad, kw)
+        except ZeroDivisionError as exc:
+            raise ValueError(f"measure {self.id!r} is undefined for these data (a norm or "
+                             "variance is zero): X or Y is constant, or constant after "
+                             "centring, at this precision.") from exc
+        except np.linalg.LinAlgError as exc:
+            raise ValueError(f"measure {self.id!r}: a matrix decomposition failed ({exc}); the "
+                             "data are numerically degenerate (e.g. nearly constant, or units "
+                             "far apart in scale). Standardise the units or drop "
+                             "near-constant ones.") from exc
+        if not math.isfinite(score):
+            raise ValueError(f"measure {self.id!r} is undefined for these data (got {score}); "
+                             "check for nearly constant or duplicated representations.")
         value, slope = FORMS[self.form](score)
         if not grad:
             return value, None
-        G = G * slope
-        if self._spec.center:
-            G = center(G)
+        G *= G.dtype.type(slope * sy)  # d/dY f(Y sy) = sy f'(Y sy); G is a new array
+        if spec.center:
+            G -= G.mean(axis=0, keepdims=True)
         return value, (G if returns_cupy else to_numpy(G))
+
+    def _run(self, X, Y, mx, my, grad: bool, kw: dict):
+        """The family's core on prepared X, Y (uncentred with column means mx, my when given),
+        redone on centred data when an offset is too large to centre the Grams afterwards
+        (NeedsCentring), and in float64 when a float32 accuracy bound fails (NeedsFloat64)."""
+        xp = get_array_module(X, Y)
+        while True:
+            try:
+                if mx is None:
+                    return self._spec.core(X, Y, grad=grad, **kw)
+                return self._spec.core(X, Y, grad=grad, mx=mx, my=my, **kw)
+            except NeedsCentring:
+                X, Y, mx, my = center_given(X, mx, "X"), center_given(Y, my, "Y"), None, None
+            except NeedsFloat64:
+                X, Y = X.astype(xp.float64), Y.astype(xp.float64)
 
     def __call__(self, X, Y) -> float:
         """The measure's value for reference X (n, p) and compared Y (n, q)."""

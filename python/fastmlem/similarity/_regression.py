@@ -47,7 +47,11 @@ def cv_folds(n: int, k: int | None):
 def ridge_predict(X, Y, lam: float, folds):
     """Predictions X_hat (n, p) of X (n, p) from Y (n, q) and what ``ridge_vjp`` needs.
 
-    folds : output of ``cv_folds`` (one (train, test) pair per fit).
+    folds : output of ``cv_folds`` (one (train, test) pair per fit).  Each fit uses the cheaper
+    exact form: the feature form B = (Y_cᵀY_c + lambda I)^-1 Y_cᵀ X_c with a (q, q) inverse when
+    q < m (m training stimuli), else the kernel form B = Y_cᵀ (Y_c Y_cᵀ + lambda I)^+ X_c with an
+    (m, m) one, which for lambda = 0 is the minimum-norm least-squares solution (the feature
+    Gram is then singular).
     """
     xp = get_array_module(X, Y)
     X_hat = xp.empty_like(X)
@@ -57,11 +61,29 @@ def ridge_predict(X, Y, lam: float, folds):
         Ytr, Xtr = Y[train_i], X[train_i]
         mu_y, mu_x = Ytr.mean(axis=0), Xtr.mean(axis=0)
         Yc, Xc = Ytr - mu_y, Xtr - mu_x
-        M_inv = psd_inverse(Yc.T @ Yc, lam)
-        B = M_inv @ (Yc.T @ Xc)
-        X_hat[test_i] = (Y[test_i] - mu_y) @ B + mu_x
-        fits.append((train_i, test_i, Yc, Xc - Yc @ B, B, M_inv, mu_y))
+        if Y.shape[1] < Yc.shape[0]:
+            fit = _Fit(train_i, test_i, Yc, mu_y, kernel=False,
+                       inverse=psd_inverse(Yc.T @ Yc, lam), dual=None, B=None)
+            fit.B = fit.inverse @ (Yc.T @ Xc)
+            fit.dual = Xc - Yc @ fit.B  # the training residual
+        else:
+            W = psd_inverse(Yc @ Yc.T, lam)
+            alpha = W @ Xc
+            fit = _Fit(train_i, test_i, Yc, mu_y, kernel=True, inverse=W, dual=alpha,
+                       B=Yc.T @ alpha)
+        X_hat[test_i] = (Y[test_i] - mu_y) @ fit.B + mu_x
+        fits.append(fit)
     return X_hat, fits
+
+
+class _Fit:
+    """One ridge fit: rows, centred training Y_c (m, q), mean mu_y, the form, the inverse
+    ((q, q) or (m, m)), B (q, p) and ``dual``: the training residual X_c - Y_c B (feature form)
+    or the dual coefficients alpha = (Y_c Y_cᵀ + lambda I)^+ X_c (kernel form), (m, p)."""
+
+    def __init__(self, train, test, Yc, mu_y, *, kernel, inverse, dual, B):
+        self.train, self.test, self.Yc, self.mu_y = train, test, Yc, mu_y
+        self.kernel, self.inverse, self.dual, self.B = kernel, inverse, dual, B
 
 
 def _index(xp, idx):
@@ -71,19 +93,31 @@ def _index(xp, idx):
 def ridge_vjp(Y, fits, G):
     """Gradient (n, q) w.r.t. Y of a scalar whose gradient w.r.t. X_hat = ridge_predict is G.
 
-    Per fit, X_hat_test = (Y_test - mu) B: the direct term G Bᵀ on the test rows,
-    -colsum(G Bᵀ) / n_train on the training rows (through mu), and, through
-    B = M^-1 Y_cᵀ X_c with E = M^-1 (Y_test - mu)ᵀ G, R Eᵀ - Y_c E Bᵀ on the training rows
-    (R = X_c - Y_c B, the training residual).
+    Per fit, X_hat_test = Z B with Z = Y_test - mu: the direct term G Bᵀ on the test rows and
+    -colsum(G Bᵀ) / m on the training rows (through mu).  Through B, with Γ = Y_c B_G where
+    B_G = (Y_cᵀY_c + lambda I)^+ Zᵀ G is B's response to G:
+
+    - feature form: R B_Gᵀ - Γ Bᵀ (R the training residual);
+    - kernel form: alpha (Gᵀ Z - Γᵀ Y_c) - Γ Bᵀ, with Γ = W Y_c Zᵀ G.  For lambda = 0 this
+      keeps the term of the null space of Y_c (q >= m) that differentiating the
+      pseudo-inverse of Y_cᵀY_c as if it were an inverse drops;
+
+    both then centred over the training rows (Y_c = Y_train - mu).
     """
     xp = get_array_module(Y, G)
     GY = xp.zeros_like(Y)
-    for train, test, Yc, R, B, M_inv, mu_y in fits:
-        Gt = G[test]
-        direct = Gt @ B.T
-        E = M_inv @ ((Y[test] - mu_y).T @ Gt)
-        GY[test] += direct
-        GY[train] += R @ E.T - Yc @ (E @ B.T) - direct.sum(axis=0) / Yc.shape[0]
+    for f in fits:
+        Gt = G[f.test]
+        Z = Y[f.test] - f.mu_y
+        direct = Gt @ f.B.T
+        if f.kernel:
+            Gamma = f.inverse @ (f.Yc @ (Z.T @ Gt))
+            through_b = f.dual @ (Gt.T @ Z - Gamma.T @ f.Yc) - Gamma @ f.B.T
+        else:
+            BG = f.inverse @ (Z.T @ Gt)
+            through_b = f.dual @ BG.T - f.Yc @ (BG @ f.B.T)
+        GY[f.test] += direct
+        GY[f.train] += through_b - through_b.mean(axis=0) - direct.sum(axis=0) / f.Yc.shape[0]
     return GY
 
 

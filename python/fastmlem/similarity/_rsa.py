@@ -16,6 +16,7 @@ import numpy as np
 
 from .._backend import get_array_module, to_numpy
 from ._linalg import sqdist, sqdist_vjp
+from ._validate import dot, sq
 
 RDMS = ("euclidean", "correlation", "cosine")
 COMPARES = ("pearson", "spearman", "kendall-tau-a", "cosine")
@@ -34,77 +35,139 @@ def _unit_rows(Z, what: str, kind: str):
 
 
 def rdm(Z, kind: str, what: str = "the data"):
-    """RDM (n, n) of Z (n, d) and the cache ``rdm_vjp`` needs."""
+    """RDM (n, n) of Z (n, d) and the cache ``rdm_vjp`` needs.
+
+    The euclidean RDM is translation invariant; it is computed from Z minus its mean row
+    rounded to a multiple of 2^-8 times the rows' spread (:func:`_shift`), so that a large
+    common offset costs the Gram-based squared distances no digits while integer-valued data
+    keep exact ties.
+    """
     if kind == "euclidean":
-        D = get_array_module(Z).sqrt(sqdist(Z))
-        return D, D
+        Zc = _shift(Z)
+        D = sqdist(Zc)
+        get_array_module(Z).sqrt(D, out=D)
+        return D, (Zc, D)
     Zr = Z - Z.mean(axis=1, keepdims=True) if kind == "correlation" else Z
     U, norms = _unit_rows(Zr, what, kind)
-    return 1.0 - U @ U.T, (U, norms)
+    D = U @ U.T
+    D *= -1
+    D += 1
+    get_array_module(Z).fill_diagonal(D, 0)
+    return D, (U, norms)
+
+
+def _shift(Z):
+    """Z minus its column means rounded to a multiple of a power of two near spread / 256."""
+    xp = get_array_module(Z)
+    mu = Z.mean(axis=0, dtype=xp.float64)
+    spread2 = max(sq(Z) / Z.shape[0] - float(mu @ mu), 0.0)
+    if spread2 == 0.0:
+        return Z - mu.astype(Z.dtype)
+    step = math.ldexp(1.0, math.frexp(math.sqrt(spread2))[1] - 8)
+    c = xp.round(mu / step) * step
+    return Z - c.astype(Z.dtype) if bool(c.any()) else Z
 
 
 def rdm_vjp(Z, kind: str, cache, G):
     """Gradient (n, d) w.r.t. Z of sum_ij G_ij RDM_ij, for G (n, n)."""
     xp = get_array_module(Z)
     if kind == "euclidean":
-        D = cache  # d sqrt(S) = dS / (2 sqrt(S)); 0 (a subgradient) for coinciding stimuli
-        return sqdist_vjp(Z, xp.where(D > 0, G / (2.0 * xp.where(D > 0, D, 1.0)), 0.0))
+        Zc, D = cache  # d sqrt(S) = dS / (2 sqrt(S)); 0 (a subgradient) for coinciding stimuli
+        with np.errstate(divide="ignore", invalid="ignore"):
+            G /= D  # G is ours; its diagonal (0 / 0) and coinciding stimuli are set to 0 next
+        G *= 0.5
+        G[~xp.isfinite(G)] = 0
+        return sqdist_vjp(Zc, G)
     U, norms = cache
     GU = -(G + G.T) @ U
     GZ = (GU - U * (GU * U).sum(axis=1, keepdims=True)) / norms
     return GZ - GZ.mean(axis=1, keepdims=True) if kind == "correlation" else GZ
 
 
-def _cos(a, b, *, grad: bool):
-    na, nb = math.sqrt(float(a @ a)), math.sqrt(float(b @ b))
-    if na == 0 or nb == 0:
+def _offdiagonal(D, center: bool):
+    """D (n, n) symmetric, zero diagonal -> (D - mean of the off-diagonal entries) with a zero
+    diagonal when ``center`` (in place), and sum_ij D_ij² accumulated in float64."""
+    xp = get_array_module(D)
+    n = D.shape[0]
+    if center:
+        D -= D.dtype.type(float(D.sum(dtype=xp.float64)) / (n * (n - 1)))
+        xp.fill_diagonal(D, 0)
+    norm2 = dot(D, D)
+    if norm2 == 0:
         raise ValueError("an RDM has no variation across stimulus pairs (all dissimilarities "
                          "equal), so its correlation with another RDM is undefined.")
-    value = float(a @ b) / (na * nb)
-    return value, ((a / na - value * b / nb) / nb if grad else None)
+    return D, norm2
+
+
+def _correlate(Dx, Dy, center: bool, *, grad: bool):
+    """Pearson (``center``) or cosine similarity of the upper triangles of two RDMs, from the
+    full symmetric matrices (the factor 2 cancels), and its gradient w.r.t. the full Dy
+    (symmetric, zero diagonal; sum_ij G_ij dDy_ij is the change of the value).  Dx is
+    overwritten, and Dy too unless ``grad`` (the gradient needs it)."""
+    A, na2 = _offdiagonal(Dx, center)
+    B, nb2 = _offdiagonal(Dy.copy() if grad else Dy, center)
+    value = dot(A, B) / math.sqrt(na2 * nb2)
+    if not grad:
+        return value, None
+    t = A.dtype.type
+    A *= t(1.0 / math.sqrt(na2 * nb2))
+    B *= t(value / nb2)
+    A -= B  # the diagonals stay zero
+    return value, A
+
+
+def upper(D):
+    """Upper triangle (i < j, row by row) of a host (n, n) array: (n(n-1)/2,) vector."""
+    n = D.shape[0]
+    out = np.empty(n * (n - 1) // 2, dtype=D.dtype)
+    pos = 0
+    for i in range(n - 1):
+        out[pos:pos + n - 1 - i] = D[i, i + 1:]
+        pos += n - 1 - i
+    return out
+
+
+def _tied_pairs(v) -> float:
+    """Number of tied pairs sum_g t_g (t_g - 1) / 2 of a vector (m,), from its compiled average
+    ranks: a group of t ties starting at position k has the rank k + (t - 1) / 2, so 2 x rank
+    is an integer that names the group and ``bincount`` gives every t in O(m)."""
+    from .. import ops
+
+    key = np.rint(2 * ops.rank_average(v)).astype(np.int64)
+    size = np.bincount(key)[key]
+    return float(size.sum() - v.size) / 2
 
 
 def _kendall_tau_a(a, b) -> float:
-    """(concordant - discordant) / (m(m-1)/2) over m pairs, from scipy's tau-b and tie counts."""
+    """(concordant - discordant) / (m(m-1)/2) over m pairs, from scipy's tau-b and tie counts.
+
+    ``kendalltau(a, b)[0]`` (not ``.statistic``) reads the result of old and new scipy alike.
+    """
     from scipy.stats import kendalltau
 
     m = a.size
     total = m * (m - 1) / 2.0
-
-    def tied(v):
-        counts = np.unique(v, return_counts=True)[1]
-        return float((counts * (counts - 1) / 2.0).sum())
-
-    ta, tb = tied(a), tied(b)
+    ta, tb = _tied_pairs(a), _tied_pairs(b)
     if ta == total or tb == total:
         return 0.0
-    tau_b = kendalltau(a, b, variant="b").statistic
+    tau_b = kendalltau(a, b)[0]
     return float(tau_b) * math.sqrt((total - ta) * (total - tb)) / total
 
 
-def compare(a, b, kind: str, *, grad: bool):
-    """Similarity of RDM vectors a, b (m,), and its gradient w.r.t. b (or None)."""
-    if kind == "cosine":
-        return _cos(a, b, grad=grad)
-    if kind == "pearson":
-        return _cos(a - a.mean(), b - b.mean(), grad=grad)  # the gradient is already centred
-    from scipy.stats import rankdata
-
-    a, b = to_numpy(a), to_numpy(b)
-    if kind == "spearman":
-        return _cos(*(r - r.mean() for r in (rankdata(a), rankdata(b))), grad=False)[0], None
-    return _kendall_tau_a(a, b), None
-
-
 def rsa(X, Y, *, rdm_kind: str, compare_kind: str, grad: bool):
-    """RSA score: ``compare_kind`` of the upper triangles of the ``rdm_kind`` RDMs of X and Y."""
-    xp = get_array_module(X, Y)
-    n = X.shape[0]
-    iu = xp.triu_indices(n, 1)
+    """RSA score: ``compare_kind`` of the upper triangles of the ``rdm_kind`` RDMs of X and Y.
+
+    Pearson and cosine work on the full (n, n) RDMs (no index arrays); Spearman ranks the
+    n(n-1)/2 dissimilarities with the compiled average-rank kernel (``fastmlem.ops.spearman``).
+    """
+    Dx = rdm(X, rdm_kind, "X")[0]
     Dy, cache = rdm(Y, rdm_kind, "Y")
-    value, g = compare(rdm(X, rdm_kind, "X")[0][iu], Dy[iu], compare_kind, grad=grad)
-    if not grad:
-        return value, None
-    G = xp.zeros((n, n))
-    G[iu] = g
-    return value, rdm_vjp(Y, rdm_kind, cache, G)
+    if compare_kind in DIFFERENTIABLE_COMPARES:
+        value, G = _correlate(Dx, Dy, compare_kind == "pearson", grad=grad)
+        return value, (rdm_vjp(Y, rdm_kind, cache, G) if grad else None)
+    a, b = upper(to_numpy(Dx)), upper(to_numpy(Dy))
+    if compare_kind == "spearman":
+        from .. import ops
+
+        return float(ops.spearman(a, b)), None
+    return _kendall_tau_a(a, b), None

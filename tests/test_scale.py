@@ -1,0 +1,193 @@
+"""Large stimulus sets: the fused sampled-pair step and importance (rows of Y gathered per pair, in
+Y's own dtype), the blocked condensed RDM, the RDM-or-gathers cost model, float16 and memmap input."""
+import numpy as np
+import pandas as pd
+import pytest
+
+from fastmlem import MLEM, numpy_backend as nb, ops
+import fastmlem.mlem as mlem_module
+
+DTYPES = [np.float16, np.float32, np.float64]
+
+
+def _data(n=90, m=4, p=12, seed=0):
+    rng = np.random.default_rng(seed)
+    X = rng.integers(0, 2, (n, m)).astype(float)
+    Y = X @ rng.normal(size=(m, p)) * 2 + rng.normal(size=(n, p))
+    return X, Y
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("metric", ["euclidean", "manhattan", "cosine", "norm_diff"])
+@pytest.mark.parametrize("interactions", [False, True])
+def test_fused_step_gathering_rows_equals_the_numpy_twin(dtype, metric, interactions):
+    """ops.mlem_step reading Y in place == numpy_backend.mlem_step (same pairs, same targets)."""
+    X, Y = _data()
+    Y = (Y + 3).astype(dtype)
+    q = X.shape[1] * (X.shape[1] + 1) // 2 if interactions else X.shape[1]
+    w = np.random.default_rng(1).uniform(0.1, 1, q)
+    fused = ops.mlem_step(X, Y, interactions, 0.0, 501, 7, metric=metric)
+    twin = nb.mlem_step(X, Y, interactions, 0.0, 501, 7, metric=metric)
+    lo_f = lo_t = np.inf
+    hi_f = hi_t = -np.inf
+    for stream in range(3):
+        score_f, grad_f, lo_f, hi_f = fused(stream, w, lo_f, hi_f)
+        score_t, grad_t, lo_t, hi_t = twin(stream, w, lo_t, hi_t)
+        assert (lo_f, hi_f) == pytest.approx((lo_t, hi_t), rel=1e-12)
+        assert score_f == pytest.approx(score_t, abs=1e-10)
+        np.testing.assert_allclose(grad_f, grad_t, rtol=1e-7, atol=1e-10)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_fused_importance_gathering_rows_equals_the_numpy_twin(dtype):
+    X, Y = _data(n=70)
+    Y = Y.astype(dtype)
+    w = np.array([0.6, 0.2, 0.5, 0.1])
+    args = (w, False, 0.0, 300, 5, 2**32, 9, 3)
+    base, permuted = ops.permutation_importance(X, Y, *args)
+    base_t, permuted_t = nb.permutation_importance(X, Y, *args)
+    np.testing.assert_allclose(base, base_t, atol=1e-12)
+    np.testing.assert_allclose(permuted, permuted_t, atol=1e-12)
+    # the same tasks through the condensed RDM give the same numbers
+    D = ops.condensed_rdm(Y.astype(np.float64))
+    base_d, permuted_d = ops.permutation_importance(X, D, *args)
+    np.testing.assert_allclose(base_d, base, atol=1e-9)
+    np.testing.assert_allclose(permuted_d, permuted, atol=1e-9)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("metric", ["euclidean", "manhattan", "cosine", "norm_diff"])
+def test_blocked_condensed_rdm_equals_pdist(dtype, metric):
+    """Row blocks straight into condensed form (tiny blocks here, so many of them), with an offset."""
+    rng = np.random.default_rng(2)
+    Y = (rng.normal(size=(123, 17)) + 100).astype(dtype)
+    got = ops.condensed_rdm(Y, metric, block_bytes=4096)
+    want = nb.condensed_rdm(Y.astype(np.float64), metric)
+    # float32 Gram blocks for euclidean float16/32 input: error below 1e-6 of the largest distance
+    tol = 1e-12 if dtype == np.float64 or metric != "euclidean" else 1e-6
+    assert np.abs(got - want).max() <= tol * want.max() + 1e-12
+
+
+@pytest.mark.parametrize("scale", [1e-30, 1e30, 1e200])
+def test_condensed_rdm_is_scale_equivariant(scale):
+    Y = np.random.default_rng(3).normal(size=(40, 5))
+    if scale > 1e38:
+        Y = Y.astype(np.float64)
+    got = ops.condensed_rdm(Y * scale) / scale
+    np.testing.assert_allclose(got, nb.condensed_rdm(Y), rtol=1e-10)
+    got32 = ops.condensed_rdm((Y * min(scale, 1e30)).astype(np.float32)) / min(scale, 1e30)
+    np.testing.assert_allclose(got32, nb.condensed_rdm(Y), rtol=1e-5)
+
+
+def test_all_pairs_and_rdm_lookup():
+    i, j = ops.all_pairs(7)
+    ii, jj = nb.all_pairs(7)
+    np.testing.assert_array_equal(i, ii)
+    np.testing.assert_array_equal(j, jj)
+    Y = np.random.default_rng(4).normal(size=(7, 3))
+    D = ops.condensed_rdm(Y)
+    a, b = ops.sample_pairs(7, 50, 1)
+    np.testing.assert_allclose(ops.rdm_lookup(D, 7, a, b), nb.rdm_lookup(D, 7, a, b), atol=1e-12)
+
+
+@pytest.mark.parametrize("distance", ["euclidean", "cosine", "manhattan"])
+def test_rdm_and_gathers_give_the_same_model(monkeypatch, distance):
+    X, Y = _data(n=120)
+    params = dict(random_state=0, batch_size=600, max_steps=25, distance=distance)
+    monkeypatch.setattr(mlem_module, "use_rdm", lambda *args: True)
+    with_rdm = MLEM(**params).fit(X, Y)
+    imp_rdm = with_rdm.score()[0]
+    assert with_rdm._rdm is not None
+    monkeypatch.setattr(mlem_module, "use_rdm", lambda *args: False)
+    gathered = MLEM(**params).fit(X, Y)
+    assert gathered._rdm is None
+    np.testing.assert_allclose(gathered.history_, with_rdm.history_, atol=1e-9)
+    np.testing.assert_allclose(gathered.weights_, with_rdm.weights_, atol=1e-9)
+    np.testing.assert_allclose(gathered.score()[0], imp_rdm, atol=1e-9)
+
+
+def test_rdm_is_built_once_per_fit_and_reused_by_score(monkeypatch):
+    calls = []
+    real = ops.condensed_rdm
+    monkeypatch.setattr(ops, "condensed_rdm", lambda *a, **k: calls.append(1) or real(*a, **k))
+    monkeypatch.setattr(mlem_module, "use_rdm", lambda *args: True)
+    X, Y = _data()
+    model = MLEM(random_state=0, batch_size=300, max_steps=5).fit(X, Y)
+    first = model.score()[0]
+    pd.testing.assert_frame_equal(model.score()[0], first)
+    assert len(calls) == 1
+    import pickle
+    clone = pickle.loads(pickle.dumps(model))  # the RDM is not pickled, and is rebuilt on demand
+    assert "_rdm" not in clone.__dict__
+    pd.testing.assert_frame_equal(clone.score()[0], first)
+    model.fit(X, Y)
+    assert len(calls) == 3
+
+
+def test_cost_model_choices():
+    use = mlem_module.use_rdm
+    gib = 2**30
+    assert use(1000, 768, 4, "euclidean", 200 * 16_000, gib)           # 0.5 M pairs, 3.2 M drawn
+    assert not use(10**6, 768, 4, "euclidean", 200 * 16_000, 2**32)    # the RDM cannot fit
+    assert not use(20_000, 768, 4, "euclidean", 200 * 16_000, gib)     # 1.6 GB RDM > memory
+    assert not use(5_000, 768, 4, "euclidean", 1_000, gib)             # too few pairs drawn to pay off
+
+
+@pytest.mark.parametrize("gather", [False, True])
+def test_float16_representations_are_read_as_they_are(monkeypatch, gather):
+    """float16 Y fits exactly like the same values in float32 (half -> float is exact)."""
+    monkeypatch.setattr(mlem_module, "use_rdm", lambda *args: not gather)
+    X, Y = _data()
+    Y16 = Y.astype(np.float16)
+    params = dict(random_state=0, batch_size=400, max_steps=15)
+    half = MLEM(**params).fit(X, Y16)
+    assert half.Y_.dtype == np.float16
+    single = MLEM(**params).fit(X, Y16.astype(np.float32))
+    np.testing.assert_array_equal(half.weights_, single.weights_)
+    pd.testing.assert_frame_equal(half.score()[0], single.score()[0])
+
+
+@pytest.mark.parametrize("p", [3, 16, 21])  # scalar tail only; vector path (8 at a time); both
+def test_half_to_float_is_exact_for_every_finite_half(p):
+    halves = np.arange(2**16, dtype=np.uint16).view(np.float16)
+    halves = halves[np.isfinite(halves)]
+    Y = np.zeros((halves.size + 1, p), dtype=np.float16)
+    Y[1:] = halves[:, None]  # row r + 1 repeats half r; row 0 is zero
+    k = np.arange(1, halves.size + 1)
+    got = ops.neural_distances(Y, k, np.zeros_like(k), "manhattan")
+    np.testing.assert_array_equal(got, p * np.abs(halves.astype(np.float64)))  # sums of p equal halves: exact
+
+
+def test_memmap_representations_fit_without_a_copy(tmp_path, monkeypatch):
+    monkeypatch.setattr(mlem_module, "use_rdm", lambda *args: False)
+    X, Y = _data(n=200, p=16)
+    path = tmp_path / "reps.f32"
+    mm = np.memmap(path, dtype=np.float32, mode="w+", shape=Y.shape)
+    mm[:] = Y
+    mm.flush()
+    ro = np.memmap(path, dtype=np.float32, mode="r", shape=Y.shape)
+    params = dict(random_state=0, batch_size=500, max_steps=10)
+    model = MLEM(**params).fit(X, ro)
+    assert np.shares_memory(model.Y_, ro)  # read in place, never copied whole
+    reference = MLEM(**params).fit(X, Y.astype(np.float32))
+    np.testing.assert_array_equal(model.weights_, reference.weights_)
+    pd.testing.assert_frame_equal(model.score()[0], reference.score()[0])
+
+
+def test_memmap_of_the_wrong_shape_is_a_clear_error(tmp_path):
+    X, Y = _data(n=50)
+    path = tmp_path / "reps.f32"
+    np.memmap(path, dtype=np.float32, mode="w+", shape=(49, Y.shape[1]))[:] = 1
+    with pytest.raises(ValueError, match="50 stimuli but Y has 49 rows"):
+        MLEM(max_steps=2).fit(X, np.memmap(path, dtype=np.float32, mode="r", shape=(49, Y.shape[1])))
+
+
+@pytest.mark.parametrize("scale", [1e-17, 1e-300, 1e155, 1e300])
+def test_fit_is_invariant_to_the_scale_of_y(scale):
+    X, Y = _data()
+    params = dict(random_state=0, batch_size=400, max_steps=20)
+    base = MLEM(**params).fit(X, Y)
+    scaled = MLEM(**params).fit(X, Y * scale)
+    assert np.isfinite(scaled.best_score_)
+    np.testing.assert_allclose(scaled.weights_, base.weights_, atol=1e-6)
+    np.testing.assert_allclose(scaled.score()[0], base.score()[0], atol=1e-6)
