@@ -21,5 +21,11 @@ export LD_PRELOAD="$preload"
 export ASAN_OPTIONS="detect_leaks=0:abort_on_error=1:halt_on_error=1"
 export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
 cd "$(mktemp -d)"   # the installed (sanitized) package, not the source tree
+# Deselected: the two cases that make C++ allocate 2**40-element buffers inside an OpenMP region.
+# Natively operator new throws std::bad_alloc (MemoryError in Python); ASan's operator new reports
+# allocation-size-too-big and aborts instead (whatever allocator_may_return_null says). Node ids are
+# relative to the repository (pytest's rootdir).
 "$venv/bin/python" -m pytest "$OLDPWD/tests/test_kernels.py" "$OLDPWD/tests/test_hardening.py" \
-  "$OLDPWD/tests/test_sweep.py" -q -p no:cacheprovider "$@"
+  "$OLDPWD/tests/test_sweep.py" -q -p no:cacheprovider \
+  --deselect "tests/test_hardening.py::test_oversized_batches_raise_instead_of_aborting[6]" \
+  --deselect "tests/test_sweep.py::test_bad_input_sweep[core:core importance B 2**40]" "$@"

@@ -320,7 +320,10 @@ def sweep_counts():
             verdict = classify(expect, outcome)
             counts[verdict] += 1
             if verdict != "pass":
-                failures.append((verdict, group, name, outcome[1], outcome[2][:120]))
+                lines = outcome[2].splitlines()
+                key = [ln for ln in lines if any(k in ln for k in ("ERROR: AddressSanitizer", "runtime error",
+                                                                    "terminate called", "what():"))]
+                failures.append((verdict, group, name, outcome[1], " | ".join(key or lines[:1])[:200]))
     return dict(counts), failures
 
 
