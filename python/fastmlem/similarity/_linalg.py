@@ -26,16 +26,19 @@ def centred_gram(G, ma, mb, n: int, check: bool = False):
     """Gram of centred data, AᵀB - n ma mbᵀ (float64), from the Gram G = AᵀB (a, b) of
     uncentred data and their float64 column means ma (a,), mb (b,).
 
-    check : G is AᵀA (ma is mb): raise NeedsCentring unless every unit passes :data:`KAPPA`
-    (also when a unit is constant).
+    check : G is AᵀA (ma is mb): first :func:`check_offsets` on its diagonal.
     """
     xp = get_array_module(G)
-    C = G.astype(xp.float64) - n * (ma[:, None] * mb[None, :])
     if check:
-        raw = xp.diagonal(G).astype(xp.float64)
-        if not bool((raw <= KAPPA[str(G.dtype)] * xp.diagonal(C)).all()):
-            raise NeedsCentring
-    return C
+        check_offsets(xp.diagonal(G).astype(xp.float64), ma, n, G.dtype)
+    return G.astype(xp.float64) - n * (ma[:, None] * mb[None, :])
+
+
+def check_offsets(raw, m, n: int, dtype) -> None:
+    """NeedsCentring unless every unit's raw sum of squares raw (d,) is at most KAPPA times its
+    centred one, raw - n m² (also when a unit is constant)."""
+    if not bool((raw <= KAPPA[str(dtype)] * (raw - n * m * m)).all()):
+        raise NeedsCentring
 
 
 def nuclear(A, grad: bool = True):

@@ -10,8 +10,9 @@ from __future__ import annotations
 import math
 
 from .._backend import get_array_module
-from ._linalg import centred_gram, nuclear, row_space_factor, whitener, whitener_vjp
-from ._validate import center_given, sq
+from ._linalg import (centred_gram, check_offsets, nuclear, row_space_factor, whitener,
+                      whitener_vjp)
+from ._validate import center_given, column_sumsq, sq
 
 #: float32 input is whitened from float32 Grams only when both are better conditioned than this
 #: (measured error of the mean canonical correlation ~1e-8 at condition 3e3); otherwise the
@@ -34,6 +35,8 @@ def shape_nbs(X, Y, *, alpha: float = 1.0, grad: bool, mx=None, my=None):
     mx, my : column means when X, Y are given uncentred (the Grams are centred instead).
     """
     if alpha == 1.0:
+        if mx is not None and X.shape[1] <= X.shape[0] and not grad:
+            return _nbs_lazy(X, Y, mx, my), None
         if mx is not None:
             X, Y = center_given(X, mx, "X"), center_given(Y, my, "Y")
         return _nbs(X, Y, grad)
@@ -83,6 +86,19 @@ def _nbs(X, Y, grad: bool):
     G = X @ (UVt * t(1.0 / (nx * ny)))
     G -= t(value / ny ** 2) * Y
     return value, G
+
+
+def _nbs_lazy(X, Y, mx, my) -> float:
+    """NBS of uncentred X, Y with column means mx, my: XᵀY and the norms centred afterwards
+    (see ``centred_gram``), no centred copy of the data."""
+    n = X.shape[0]
+    rx, ry = column_sumsq(X), column_sumsq(Y)
+    check_offsets(rx, mx, n, X.dtype)
+    check_offsets(ry, my, n, Y.dtype)
+    C = centred_gram(X.T @ Y, mx, my, n).astype(X.dtype)
+    nx2 = float(rx.sum()) - n * float(mx @ mx)
+    ny2 = float(ry.sum()) - n * float(my @ my)
+    return nuclear(C, grad=False)[0] / math.sqrt(nx2 * ny2)
 
 
 def cca(X, Y, *, grad: bool, mx=None, my=None):

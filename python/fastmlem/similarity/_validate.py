@@ -172,6 +172,21 @@ def column_mean(A):
     return total / n
 
 
+def column_sumsq(A):
+    """Column sums of squares (d,) of A (n, d) in float64 (float32: blocks of 32 rows, as in
+    :func:`column_mean`)."""
+    xp = get_array_module(A)
+    n, d = A.shape
+    if A.dtype == xp.float64 or n < 64:
+        return xp.einsum("ij,ij->j", A, A, dtype=xp.float64)
+    k = n // 32 * 32
+    B = A[:k].reshape(k // 32, 32, d)
+    total = xp.einsum("bij,bij->bj", B, B).sum(axis=0, dtype=xp.float64)
+    if k < n:
+        total += xp.einsum("ij,ij->j", A[k:], A[k:], dtype=xp.float64)
+    return total
+
+
 def prepare(A, what: str, *, center_columns: bool, lazy: bool = False):
     """Rescale A (n, d) by a power of two s (see :func:`pow2_scale`) and optionally centre its
     columns; a new array unless nothing had to change.
