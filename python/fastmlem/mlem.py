@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 from scipy.spatial.distance import squareform
 from sklearn.base import BaseEstimator
-from tqdm.auto import tqdm
+from ._progress import progress
 
 from . import numpy_backend as nb
 from . import ops
@@ -171,7 +171,7 @@ class PairwiseModel(BaseEstimator):
         xp, P, w = rows.xp, self.n_permutations, rows.xp.asarray(self.weights_)
         chunk = {"low": 1, "medium": P, "high": max(1, _MEMORY_BYTES["high"] // (3 * 8 * size))}[self.memory]
         base, permuted = np.empty(q * P), np.empty(q * P)
-        bar = tqdm(total=q * P, desc="Permutation importance", disable=not self.verbose)
+        bar = progress(total=q * P, desc="Permutation importance", verbose=self.verbose)
         for start in range(0, q * P, chunk):
             preds, moved, ys = [], [], []
             for t in range(start, min(start + chunk, q * P)):
@@ -398,7 +398,7 @@ class MLEM(PairwiseModel):
         mom, vel = np.zeros(q), np.zeros(q)
         best, best_params, since_best, lo, hi = -np.inf, params.copy(), 0, np.inf, -np.inf
         history = []
-        bar = tqdm(range(self.max_steps), desc=f"Fitting MLEM (batch {self.batch_size_})", disable=not self.verbose)
+        bar = progress(range(self.max_steps), desc=f"Fitting MLEM (batch {self.batch_size_})", verbose=self.verbose)
         for step in bar:
             score, grad_w, lo, hi = train_step(step, nb.weights(params, m, kind), lo, hi)
             grad = nb.weights_vjp(params, m, kind, grad_w)
