@@ -2,7 +2,10 @@
 from __future__ import annotations
 
 from tqdm.auto import tqdm as _auto_tqdm
+from tqdm.autonotebook import tqdm as _notebook_or_console_tqdm
 from tqdm.std import tqdm as _console_tqdm
+
+_NOTEBOOK = _notebook_or_console_tqdm is not _console_tqdm  # tqdm.auto chose the Jupyter widget
 
 
 def progress(iterable=None, *, verbose=True, **kwargs):
@@ -24,5 +27,5 @@ def progress(iterable=None, *, verbose=True, **kwargs):
     if not verbose:
         disable = True
     else:
-        disable = False if _auto_tqdm is not _console_tqdm else None  # None: off unless stderr is a tty
+        disable = False if _NOTEBOOK else None  # None: tqdm turns the bar off unless stderr is a tty
     return _auto_tqdm(iterable, disable=disable, **kwargs)
