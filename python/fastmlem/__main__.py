@@ -297,11 +297,12 @@ def fit(args):
     if args.test_features is not None:
         test_features = read_features(args.test_features, "test features", args.index_col,
                                       columns if columns is not None else [str(c) for c in features.columns])
-        test_reps = read_representations(args.test_representations, "test representations",
-                                         layers=None if None in reps else list(reps))
-        if (None in reps) != (None in test_reps):
-            raise UsageError("give the training and test representations in the same form (both .npy, or both "
-                             ".npz with the same layers).")
+        test_reps = read_representations(args.test_representations, "test representations")
+        if not set(reps) <= set(test_reps):
+            def form(arrays):
+                return "one .npy array" if None in arrays else f".npz layers {list(arrays)}"
+            raise UsageError(f"give the training and test representations in the same form (both .npy, or both .npz "
+                             f"with the same layers); training: {form(reps)}, test: {form(test_reps)}.")
         test = test_features, test_reps
     print(f"{len(features)} stimuli; features used ({features.shape[1]}): {', '.join(map(str, features.columns))}"
           + (f"; index column {args.index_col!r} not used" if args.index_col else ""))
