@@ -27,10 +27,12 @@ def usage_error(out, *fragments):
 
 @pytest.fixture
 def files(tmp_path):
-    """80 stimuli: a features CSV, representations (.npy, a 2-layer .npz), and a train/test split."""
+    """80 stimuli: a features CSV, representations (.npy, a 2-layer .npz), and a train/test split whose
+    test sizes span a narrower range than the training ones (so they must be encoded on the training scale)."""
     rng = np.random.default_rng(0)
-    features = pd.DataFrame({"colour": rng.choice(["red", "blue"], 80), "size": rng.uniform(0, 1, 80)})
-    Y = np.column_stack([(features.colour == "red") * 3.0, features["size"] * 2.0, rng.normal(size=(80, 5))])
+    size = np.concatenate([rng.uniform(0, 1, 60), rng.uniform(0.3, 0.6, 20)])
+    features = pd.DataFrame({"colour": rng.choice(["red", "blue"], 80), "size": size})
+    Y = np.column_stack([(features.colour == "red") * 1.0, features["size"] * 4.0, rng.normal(size=(80, 5))])
     features.to_csv(tmp_path / "features.csv", index=False)
     features.to_csv(tmp_path / "indexed.csv")  # pandas' default: an 'Unnamed: 0' row-number column
     np.save(tmp_path / "reps.npy", Y)
@@ -59,7 +61,7 @@ def test_fit_on_user_files(files):
     assert out.returncode == 0, out.stderr
     assert "features used (2): colour, size" in out.stdout
     tidy = pd.read_csv(tmp_path / "res.csv")
-    assert tidy.groupby("feature").importance.mean().idxmax() == "colour"
+    assert tidy.groupby("feature").importance.mean().idxmax() == "size"
     assert pd.read_csv(tmp_path / "res_weights.csv", index_col=0).shape == (2, 1)
     np.save(tmp_path / "short.npy", np.load(tmp_path / "reps.npy")[:10])
     usage_error(run("fit", "features.csv", "short.npy", "--quiet", cwd=tmp_path), "80 stimuli", "10 rows")
