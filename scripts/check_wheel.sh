@@ -8,16 +8,18 @@
 #   (default)  the host compiler. The tag follows this machine's glibc (manylinux_2_34 or newer on
 #              a 2022+ distribution), which pip refuses on RHEL/Rocky 8 or Ubuntu 20.04: the release
 #              wheels come from .github/workflows/wheels.yml (manylinux_2_28 containers).
-#   --zig      compile with zig's clang for glibc 2.28 (pip package `ziglang`; libc++ linked in
-#              statically): a manylinux_2_28-compatible wheel built on this machine without Docker.
-#              zig ships no OpenMP runtime, so that wheel's kernels run on ONE thread: use it to
-#              check the code and the packaging against an old glibc, not as a release wheel.
+#   --zig      x86_64 only: compile with zig's clang for glibc 2.28 (pip package `ziglang`; libc++
+#              linked in statically) and use LLVM-style OpenMP from Intel's runtime libiomp5 (pip
+#              package `intel-openmp`, glibc 2.14), which auditwheel vendors: a manylinux_2_28 wheel
+#              built on this machine without Docker. It checks the code and the packaging against an
+#              old glibc; release wheels still come from the workflow (GCC + libgomp, BSD-compatible
+#              licences only: libiomp5 is under Intel's Simplified Software License).
 #   --keep     keep the work folder (printed at the end) instead of deleting it.
 # Needs python3 >= 3.10, git, and PyPI (build requirements, test dependencies). Exit status 0 when
 # every step passed.
 set -euo pipefail
 
-zig=0 keep=0
+zig=0 keep=0 audit_path=""
 for arg in "$@"; do
   case "$arg" in
     --zig) zig=1 ;;
@@ -57,6 +59,13 @@ if [ "$zig" = 1 ]; then
     chmod +x "$work/zig/$tool"
   done
   export CC="$work/zig/cc" CXX="$work/zig/c++"
+  [ "$arch" = x86_64 ] || { echo "--zig: intel-openmp (the OpenMP runtime) exists for x86_64 only" >&2; exit 2; }
+  "$tools/pip" download -q --no-deps --only-binary=:all: intel-openmp -d "$work/iomp"
+  unzip -q "$work"/iomp/*.whl -d "$work/iomp/unpacked"
+  iomp="$(find "$work/iomp/unpacked" -name libiomp5.so | head -n 1)"
+  # FindOpenMP's own probe needs omp.h, which zig lacks: name the flag and the library instead
+  export SKBUILD_CMAKE_DEFINE="OpenMP_CXX_FLAGS=-fopenmp=libiomp5;OpenMP_CXX_LIB_NAMES=iomp5;OpenMP_iomp5_LIBRARY=$iomp"
+  audit_path="$(dirname "$iomp")"  # where auditwheel finds libiomp5.so to vendor it
   plat_args=(--plat "manylinux_2_28_$arch")
   echo "compilers: zig $("$tools/python" -m ziglang version) for $arch-linux-gnu.2.28 (first use builds zig's libc++: minutes)"
 fi
@@ -69,8 +78,12 @@ echo "sdist: $(basename "$sdist"), $(tar -tzf "$sdist" | grep -vc '/$') files, $
 
 step "auditwheel show and repair"
 wheel="$(ls "$work"/dist/*.whl)"
-auditwheel show "$wheel"
-auditwheel repair "${plat_args[@]}" -w "$work/wheelhouse" "$wheel"
+audit() {
+  if [ -n "$audit_path" ]; then LD_LIBRARY_PATH="$audit_path${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" auditwheel "$@"
+  else auditwheel "$@"; fi
+}
+audit show "$wheel"
+audit repair "${plat_args[@]}" -w "$work/wheelhouse" "$wheel"
 repaired="$(ls "$work"/wheelhouse/*.whl)"
 
 step "the repaired wheel"
