@@ -73,8 +73,9 @@ fi
 step "sdist, then a wheel built from it"
 "$tools/python" -m build --outdir "$work/dist" "$work/src"
 sdist="$(ls "$work"/dist/*.tar.gz)"
-tar -tzf "$sdist" | grep -q '/LICENSE$' || { echo "LICENSE missing from the sdist" >&2; exit 1; }
-echo "sdist: $(basename "$sdist"), $(tar -tzf "$sdist" | grep -vc '/$') files, $(du -h "$sdist" | cut -f1)"
+tar -tzf "$sdist" > "$work/sdist-files.txt"   # (a file, not a pipe into grep -q: pipefail)
+grep -q '/LICENSE$' "$work/sdist-files.txt" || { echo "LICENSE missing from the sdist" >&2; exit 1; }
+echo "sdist: $(basename "$sdist"), $(grep -vc '/$' "$work/sdist-files.txt") files, $(du -h "$sdist" | cut -f1)"
 
 step "auditwheel show and repair"
 wheel="$(ls "$work"/dist/*.whl)"
@@ -91,10 +92,10 @@ name="$(basename "$repaired")"
 echo "file:    $name"
 echo "tag:     ${name#*-*-}" | sed 's/\.whl$//'
 echo "size:    $(du -h "$repaired" | cut -f1) ($(stat -c %s "$repaired") bytes)"
+unzip -l "$repaired" > "$work/wheel-files.txt"
 echo "vendored libraries:"
-unzip -l "$repaired" | awk '/\.libs\/.*\.so/ {printf "  %s (%d bytes)\n", $4, $1}'
-unzip -l "$repaired" | grep -q '/licenses/LICENSE$\|dist-info/.*LICENSE$' \
-  || { echo "LICENSE missing from the wheel" >&2; exit 1; }
+awk '/\.libs\/.*\.so/ {printf "  %s (%d bytes)\n", $4, $1}' "$work/wheel-files.txt"
+grep -q 'dist-info/.*LICENSE$' "$work/wheel-files.txt" || { echo "LICENSE missing from the wheel" >&2; exit 1; }
 echo "LICENSE: in the wheel's dist-info"
 
 step "fresh venv with the wheel (and the test extra); tests run from outside the source tree"

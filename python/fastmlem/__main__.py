@@ -281,36 +281,72 @@ def _precomputed_features(features, test_features=None):
     return _feature_distance_matrices(X_enc), X_test, names
 
 
-def fit(args):
-    """MLEM on a user's features CSV and representations (.npy, or .npz layers); writes importances
-    (held-out ones with --test-features/--test-representations) and weights CSVs."""
+def _fit_data(args):
+    """Read and check fit's inputs: (features DataFrame, {layer: Y}, test) where test is None or
+    (test features DataFrame, {layer: Y_test}); layer is None for a single .npy array."""
     columns = args.columns.split(",") if args.columns else None
-    layers = args.layers.split(",") if args.layers else None
     if (args.test_features is None) != (args.test_representations is None):
         raise UsageError("held-out scoring needs both --test-features and --test-representations.")
     _check_output_folder(args.out, "--out")
     _check_output_folder(args.plot, "--plot")
     features = read_features(args.features, index_col=args.index_col, columns=columns)
-    reps = read_representations(args.representations, layers=layers)
+    reps = read_representations(args.representations, layers=args.layers.split(",") if args.layers else None)
     _warn_id_columns(features, args.features)
-    test = None
-    if args.test_features is not None:
-        test_features = read_features(args.test_features, "test features", args.index_col,
-                                      columns if columns is not None else [str(c) for c in features.columns])
-        test_reps = read_representations(args.test_representations, "test representations")
-        if not set(reps) <= set(test_reps):
-            def form(arrays):
-                return "one .npy array" if None in arrays else f".npz layers {list(arrays)}"
-            raise UsageError(f"give the training and test representations in the same form (both .npy, or both .npz "
-                             f"with the same layers); training: {form(reps)}, test: {form(test_reps)}.")
-        test = test_features, test_reps
+    if args.test_features is None:
+        return features, reps, None
+    test_features = read_features(args.test_features, "test features", args.index_col,
+                                  [str(c) for c in features.columns])
+    test_reps = read_representations(args.test_representations, "test representations")
+    if not set(reps) <= set(test_reps):
+        def form(arrays):
+            return "one .npy array" if None in arrays else f".npz layers {list(arrays)}"
+        raise UsageError(f"give the training and test representations in the same form (both .npy, or both .npz "
+                         f"with the same layers); training: {form(reps)}, test: {form(test_reps)}.")
+    return features, reps, (test_features, test_reps)
+
+
+def _write_fit_results(args, results, weights):
+    """Print the importance summary; write the long-form importances, the weights and the chart.
+    results / weights: {layer: tidy importances / weights DataFrame}, layer None for a single array."""
+    single = None in results
+    if single:
+        tidy, table = results[None], weights[None]
+        summary = tidy.groupby("feature", sort=False)["importance"].agg(["mean", "std"]).sort_values("mean",
+                                                                                                     ascending=False)
+    else:
+        tidy = pd.concat(results, names=["layer", None]).reset_index(level=0)
+        table = pd.concat(weights, names=["layer", "feature"])
+        summary = pd.DataFrame({layer: r.groupby("feature", sort=False)["importance"].mean()
+                                for layer, r in results.items()}).T.rename_axis(index="layer", columns=None)
+        summary["spearman"] = [r["baseline"].mean() for r in results.values()]
+        print("\nMean permutation importance (drop in Spearman) per layer:")
+    with pd.option_context("display.width", 200, "display.max_columns", 50, "display.float_format", "{:.4f}".format):
+        print(summary)
+    tidy.to_csv(args.out, index=False)
+    weights_path = os.path.splitext(args.out)[0] + "_weights.csv"
+    table.to_csv(weights_path)
+    print(f"Wrote {args.out} and {weights_path}")
+    if args.plot:
+        import matplotlib
+        matplotlib.use("Agg")
+        from . import plot
+        ax = (plot.importance_bars(tidy, title="MLEM permutation importance") if single else
+              plot.importance_by_layer(tidy, title="MLEM permutation importance across layers"))
+        ax.figure.savefig(args.plot, dpi=120)
+        print(f"Wrote {args.plot}")
+
+
+def fit(args):
+    """MLEM on a user's features CSV and representations (.npy, or .npz layers); writes importances
+    (held-out ones with --test-features/--test-representations) and weights CSVs."""
+    features, reps, test = _fit_data(args)
     print(f"{len(features)} stimuli; features used ({features.shape[1]}): {', '.join(map(str, features.columns))}"
           + (f"; index column {args.index_col!r} not used" if args.index_col else ""))
-    X, X_test, keywords = features, test and test[0], {}
+    X, X_test, keywords = features, None if test is None else test[0], {}
     if args.distance == "precomputed":
         X, X_test, names = _precomputed_features(features, X_test)
         keywords["feature_names"] = names
-    results, weights, rows = {}, {}, []
+    results, weights = {}, {}
     start = time.perf_counter()
     for layer, Y in reps.items():
         name = "" if layer is None else f"layer {layer}: "
@@ -320,37 +356,11 @@ def fit(args):
         tidy = model.score(tidy=True) if test is None else model.score(X_test, test[1][layer], tidy=True)
         print(f"{name}fitted in {time.perf_counter() - t0:.1f} s (batch {model.batch_size_}, {model.n_steps_} steps, "
               f"best score {model.best_score_:.4f}); "
-              + (f"scored on {len(test[0])} held-out stimuli" if test else "scored on the training stimuli")
+              + (f"scored on {len(X_test)} held-out stimuli" if test else "scored on the training stimuli")
               + f", baseline Spearman {tidy['baseline'].mean():.4f}")
         results[layer], weights[layer] = tidy, model.get_weights()
-        rows.append(dict(layer=layer, **tidy.groupby("feature", sort=False)["importance"].mean(),
-                         spearman=tidy["baseline"].mean()))
-    with pd.option_context("display.width", 200, "display.max_columns", 50, "display.float_format", "{:.4f}".format):
-        if None in results:
-            tidy = results[None]
-            summary = tidy.groupby("feature", sort=False)["importance"].agg(["mean", "std"])
-            print(summary.sort_values("mean", ascending=False))
-            table = weights[None]
-        else:
-            print("\nMean permutation importance (drop in Spearman) per layer:")
-            print(pd.DataFrame(rows).set_index("layer"))
-            tidy = pd.concat(results, names=["layer", None]).reset_index(level=0)
-            table = pd.concat(weights, names=["layer", "feature"])
     print(f"Total time: {time.perf_counter() - start:.1f} s")
-    tidy.to_csv(args.out, index=False)
-    weights_path = os.path.splitext(args.out)[0] + "_weights.csv"
-    table.to_csv(weights_path)
-    print(f"Wrote {args.out} and {weights_path}")
-    if args.plot:
-        import matplotlib
-        matplotlib.use("Agg")
-        from . import plot
-        if None in results:
-            ax = plot.importance_bars(tidy, title="MLEM permutation importance")
-        else:
-            ax = plot.importance_by_layer(tidy, title="MLEM permutation importance across layers")
-        ax.figure.savefig(args.plot, dpi=120)
-        print(f"Wrote {args.plot}")
+    _write_fit_results(args, results, weights)
 
 
 def simulate(args):
