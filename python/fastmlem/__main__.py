@@ -194,9 +194,9 @@ def _mlem(args, verbose=False):
 def _add_model_options(parser, distances=("euclidean", "manhattan", "cosine", "norm_diff")):
     parser.add_argument("--interactions", action="store_true", help="learn an SPD matrix over feature pairs")
     parser.add_argument("--distance", default="euclidean", choices=distances, help="neural distance")
-    parser.add_argument("--n-permutations", type=_int_at_least(1), default=5,
+    parser.add_argument("--n-permutations", type=_int_at_least(1), default=5, metavar="N",
                         help="permutations per feature (default 5)")
-    parser.add_argument("--soft-rank-strength", type=_strength, default=1.0,
+    parser.add_argument("--soft-rank-strength", type=_strength, default=1.0, metavar="S",
                         help="1.0 (reference) or 'auto' (loss tracks Spearman)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars (they are off anyway when stderr "
@@ -427,20 +427,20 @@ def build_parser():
                    "array per layer (all fitted, or those named by --layers); with --distance precomputed, "
                    "(n_stimuli, n_stimuli) neural distance matrices")
     _add_model_options(p, distances=("euclidean", "manhattan", "cosine", "norm_diff", "precomputed"))
-    p.add_argument("--columns", help="comma-separated feature columns to use (default: all)")
+    p.add_argument("--columns", metavar="A,B", help="comma-separated feature columns to use (default: all)")
     p.add_argument("--index-col", metavar="COLUMN", help="a column that names the stimuli (an index or ID), "
                    "not a feature: it is not fitted")
-    p.add_argument("--layers", help="comma-separated array names of an .npz to fit (default: all)")
+    p.add_argument("--layers", metavar="NAMES", help="comma-separated array names of an .npz to fit (default: all)")
     p.add_argument("--test-features", metavar="CSV", help="held-out stimuli's features: importances are "
                    "measured on them (needs --test-representations)")
     p.add_argument("--test-representations", metavar="NPY", help="held-out stimuli's representations (same form "
                    "as the training ones)")
-    p.add_argument("--batch-size", type=_batch_size, default=None,
+    p.add_argument("--batch-size", type=_batch_size, default=None, metavar="N",
                    help="pairs per batch, or 'all' (every pair); default: estimated from the features")
-    p.add_argument("--max-steps", type=_int_at_least(1), default=1000, help="training steps at most (default 1000)")
+    p.add_argument("--max-steps", type=_int_at_least(1), default=1000, metavar="N", help="training steps at most (default 1000)")
     p.add_argument("--memory", choices=("low", "medium", "high"), default="medium",
                    help="memory allowed for full batches and importance chunks (default medium)")
-    p.add_argument("--out", default="fastmlem_results.csv", help="importances CSV (default %(default)s)")
+    p.add_argument("--out", default="fastmlem_results.csv", metavar="CSV", help="importances CSV (default %(default)s)")
     p.add_argument("--plot", metavar="FILE", help="write an importance chart")
     p.set_defaults(func=fit)
 
