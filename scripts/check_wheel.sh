@@ -4,30 +4,35 @@
 #   sdist -> wheel built from that sdist -> auditwheel repair -> tag, size, vendored libraries
 #   -> install the repaired wheel into a fresh venv -> run the test suite there.
 #
-# Usage: scripts/check_wheel.sh [--zig] [--keep]
+# Usage: scripts/check_wheel.sh [--zig [--glibc 2.28]] [--keep]
 #   (default)  the host compiler. The tag follows this machine's glibc (manylinux_2_34 or newer on
 #              a 2022+ distribution), which pip refuses on RHEL/Rocky 8 or Ubuntu 20.04: the release
 #              wheels come from .github/workflows/wheels.yml (manylinux_2_28 containers).
-#   --zig      x86_64 only: compile with zig's clang for glibc 2.28 (pip package `ziglang`; libc++
+#   --zig      x86_64 only: compile with zig's clang for an old glibc (pip package `ziglang`; libc++
 #              linked in statically) and use LLVM-style OpenMP from Intel's runtime libiomp5 (pip
-#              package `intel-openmp`, glibc 2.14), which auditwheel vendors: a manylinux_2_28 wheel
-#              built on this machine without Docker. It checks the code and the packaging against an
+#              package `intel-openmp`, glibc 2.14), which auditwheel vendors: a manylinux_2_28 (or
+#              older, see --glibc) wheel built on this machine without Docker. It checks the code and the packaging against an
 #              old glibc; release wheels still come from the workflow (GCC + libgomp, BSD-compatible
 #              licences only: libiomp5 is under Intel's Simplified Software License).
+#   --glibc V  with --zig: the oldest glibc to run on (default 2.28; 2.17 gives a manylinux2014
+#              wheel, for CentOS 7)
 #   --keep     keep the work folder (printed at the end) instead of deleting it.
 # Needs python3 >= 3.10, git, and PyPI (build requirements, test dependencies). Exit status 0 when
 # every step passed.
 set -euo pipefail
 
-zig=0 keep=0 audit_path=""
-for arg in "$@"; do
-  case "$arg" in
+zig=0 keep=0 glibc=2.28 audit_path=""
+while [ $# -gt 0 ]; do
+  case "$1" in
     --zig) zig=1 ;;
+    --glibc) glibc="${2:?--glibc needs a version such as 2.28}"; shift ;;
     --keep) keep=1 ;;
-    -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
-    *) echo "check_wheel.sh: unknown option $arg (use --zig, --keep)" >&2; exit 2 ;;
+    -h|--help) sed -n '2,23p' "$0"; exit 0 ;;
+    *) echo "check_wheel.sh: unknown option $1 (use --zig, --glibc VERSION, --keep)" >&2; exit 2 ;;
   esac
+  shift
 done
+[[ "$glibc" =~ ^2\.[0-9]+$ ]] || { echo "check_wheel.sh: --glibc takes a version such as 2.28; got $glibc" >&2; exit 2; }
 
 repo="$(git -C "$(dirname "$0")" rev-parse --show-toplevel)"
 work="$(mktemp -d "${TMPDIR:-/tmp}/fastmlem-wheel.XXXXXX")"
@@ -54,8 +59,8 @@ if [ "$zig" = 1 ]; then
   arch="$(uname -m)"
   mkdir -p "$work/zig"
   for tool in cc c++; do   # CMake wants a compiler path, not a command with arguments
-    printf '#!/bin/sh\nexec "%s" -m ziglang %s -target %s-linux-gnu.2.28 "$@"\n' \
-      "$tools/python" "$tool" "$arch" > "$work/zig/$tool"
+    printf '#!/bin/sh\nexec "%s" -m ziglang %s -target %s-linux-gnu.%s "$@"\n' \
+      "$tools/python" "$tool" "$arch" "$glibc" > "$work/zig/$tool"
     chmod +x "$work/zig/$tool"
   done
   export CC="$work/zig/cc" CXX="$work/zig/c++"
@@ -66,8 +71,8 @@ if [ "$zig" = 1 ]; then
   # FindOpenMP's own probe needs omp.h, which zig lacks: name the flag and the library instead
   export SKBUILD_CMAKE_DEFINE="OpenMP_CXX_FLAGS=-fopenmp=libiomp5;OpenMP_CXX_LIB_NAMES=iomp5;OpenMP_iomp5_LIBRARY=$iomp"
   audit_path="$(dirname "$iomp")"  # where auditwheel finds libiomp5.so to vendor it
-  plat_args=(--plat "manylinux_2_28_$arch")
-  echo "compilers: zig $("$tools/python" -m ziglang version) for $arch-linux-gnu.2.28 (first use builds zig's libc++: minutes)"
+  plat_args=(--plat "manylinux_${glibc/./_}_$arch")
+  echo "compilers: zig $("$tools/python" -m ziglang version) for $arch-linux-gnu.$glibc (first use builds zig's libc++: minutes)"
 fi
 
 step "sdist, then a wheel built from it"
