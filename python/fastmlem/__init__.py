@@ -12,8 +12,12 @@ core is built):
   :mod:`fastmlem.datasets`, :mod:`fastmlem.plot`: tools built on top.
 """
 from importlib import import_module
+from importlib.metadata import PackageNotFoundError, version
 
-__version__ = "0.1.0"
+try:  # the one version number is pyproject.toml's; CMake's project() gets it from scikit-build-core
+    __version__ = version("fastmlem")
+except PackageNotFoundError:  # imported from a source tree that was never installed
+    __version__ = "0+unknown"
 
 _LAZY = {
     "MLEM": ("fastmlem.mlem", "MLEM"),

@@ -5,7 +5,6 @@ Inputs are never modified: each function returns new arrays.
 """
 from __future__ import annotations
 
-import numbers
 import warnings
 
 import numpy as np

@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.optimize import nnls
 from sklearn.model_selection import RepeatedKFold
-from tqdm.auto import tqdm
+from ._progress import progress
 
 from ._shared import pearson
 from . import _validate as check
@@ -185,7 +185,7 @@ class FRRSA(PairwiseModel):
                               random_state=seed % 2**32)
         coefs, icpts, scores, chosen = [], [], [], []
         splits = list(outer.split(np.arange(n)))
-        for k, (train, test) in enumerate(tqdm(splits, desc="FR-RSA outer folds", disable=not self.verbose)):
+        for k, (train, test) in enumerate(progress(splits, desc="FR-RSA outer folds", verbose=self.verbose)):
             f = self._cv_fraction(F, y, n, i, j, train, fractions, (seed + k) % 2**32)
             tr, te = _pairs_within(train, n, i, j), _pairs_within(test, n, i, j)
             c, b = _ridge_path(F[tr], y[tr], [f], self.nonnegative)

@@ -13,7 +13,7 @@ import warnings
 import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator
-from tqdm.auto import tqdm
+from ._progress import progress
 
 from . import _shared
 from . import _validate as check
@@ -280,7 +280,7 @@ class PairwiseModel(BaseEstimator):
         xp, P, w = source.xp, self.n_permutations, source.xp.asarray(self.weights_)
         chunk = {"low": 1, "medium": P, "auto": P, "high": max(1, _MEMORY_BYTES["high"] // (3 * 8 * size))}[self.memory]
         base, permuted = np.empty(q * P), np.empty(q * P)
-        bar = tqdm(total=q * P, desc="Permutation importance", disable=not self.verbose)
+        bar = progress(total=q * P, desc="Permutation importance", verbose=self.verbose)
         for start in range(0, q * P, chunk):
             preds, moved, ys = [], [], []
             for t in range(start, min(start + chunk, q * P)):
@@ -596,7 +596,7 @@ class MLEM(PairwiseModel):
         adam = AdamW(rng.uniform(0, 1, q) if kind == "diag" else rng.uniform(-1, 1, q), self.lr, self.weight_decay,
                      maximize=True)
         stopping, lo, hi = EarlyStopping(self.patience), np.inf, -np.inf
-        bar = tqdm(range(self.max_steps), desc=f"Fitting MLEM (batch {self.batch_size_})", disable=not self.verbose)
+        bar = progress(range(self.max_steps), desc=f"Fitting MLEM (batch {self.batch_size_})", verbose=self.verbose)
         for step in bar:
             params = adam.params
             score, grad_w, lo, hi = train_step(step, _shared.weights(params, m, kind), lo, hi)

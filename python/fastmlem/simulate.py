@@ -33,7 +33,7 @@ import warnings
 import numpy as np
 import pandas as pd
 from scipy.spatial.distance import squareform
-from tqdm.auto import tqdm
+from ._progress import progress
 
 from . import _validate as check
 from . import ops
@@ -261,7 +261,7 @@ def run(noise_levels=NOISE_LEVELS, seeds=range(5), n_stimuli: int = 256, n_featu
         raise ValueError(f"ground_truth must be one of {GROUND_TRUTHS}; got {ground_truth!r}.")
     rows = []
     grid = [(s, z, meth) for s in seeds for z in noise_levels for meth in methods]
-    for seed, noise, method in tqdm(grid, desc="Simulation", disable=not verbose):
+    for seed, noise, method in progress(grid, desc="Simulation", verbose=verbose):
         data = make_dataset(n_stimuli, n_features, noise, n_dims, seed, embedding, ground_truth)
         train, test = train_test_split(np.arange(n_stimuli), test_size=test_size, random_state=seed)
         X, Y, distance = _fit_inputs(data, train, embedding)

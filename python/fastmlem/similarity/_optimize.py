@@ -186,9 +186,9 @@ def optimize(target, measure, labels=None, *, max_steps: int = 1000, lr: float =
             rows.append({**base, "quantity": "decoding_relative", "component": t,
                          "value": acc / target_acc[t] if target_acc[t] > 0 else np.nan})
 
-    from tqdm.auto import tqdm
+    from .._progress import progress
 
-    bar = tqdm(total=max_steps, disable=not verbose, desc=f"optimising {m.id}")
+    bar = progress(total=max_steps, verbose=verbose, desc=f"optimising {m.id}")
     reached, step = False, 0
     for step in range(int(max_steps) + 1):
         value, G = m.value_and_grad(X, Y)
