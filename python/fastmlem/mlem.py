@@ -37,7 +37,6 @@ _MEMORY_BYTES = {"low": 2**28, "medium": 2**30, "high": 2**32,  # per full batch
                  "auto": 2**30}  # the reference README's default name; its code runs it as 'medium'
 
 
-
 def pair_rows(X_enc, Y, distance, interactions, nan_to_num, gpu=False):
     """Predictor rows and neural distances of pairs of stimuli, the one place both are computed.
 
@@ -174,7 +173,8 @@ class PairwiseModel(BaseEstimator):
         """(base, permuted) Spearman of the q * n_permutations importance tasks, composed from
         array kernels (the twin of ops.permutation_importance, for every device and distance)."""
         xp, P, w = rows.xp, self.n_permutations, rows.xp.asarray(self.weights_)
-        chunk = {"low": 1, "medium": P, "auto": P, "high": max(1, _MEMORY_BYTES["high"] // (3 * 8 * size))}[self.memory]
+        chunk = {"low": 1, "medium": P, "auto": P,
+                 "high": max(1, _MEMORY_BYTES["high"] // (3 * 8 * size))}[self.memory]
         base, permuted = np.empty(q * P), np.empty(q * P)
         bar = tqdm(total=q * P, desc="Permutation importance", disable=not self.verbose)
         for start in range(0, q * P, chunk):
