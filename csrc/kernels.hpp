@@ -54,7 +54,7 @@ namespace fastmlem {
 // pooled PAV block, which soft_rank_vjp needs.
 void soft_rank(const double* x, const double* eps, int64_t T, int64_t B, bool kl, double* ranks,
                int64_t* perm, int64_t* block_start);
-// The 'auto' l2 strength of one vector x (B,): the largest range * 2^t, t in [-40, 0] (16 bisection
+// The 'auto' l2 strength of one vector x (B,): the largest range * 2^t, t in [-40, 0] (12 bisection
 // steps on t; t = 0 when it qualifies), whose soft ranks correlate >= 0.999 with the average ranks;
 // 1.0 for a constant x or B < 2. Twin: fastmlem._shared.auto_strength.
 double auto_strength(const double* x, int64_t B);

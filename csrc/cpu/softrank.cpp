@@ -88,14 +88,17 @@ void soft_rank(const double* x, const double* eps, int64_t T, int64_t B, bool kl
 
 double auto_strength(const double* x, int64_t B) {
   constexpr double kTarget = 0.999, kOctaves = 40.0;
-  constexpr int kSteps = 16;
+  constexpr int kSteps = 12;
   if (B < 2) return 1.0;
-  std::vector<double> s(x, x + B);
-  std::sort(s.begin(), s.end(), std::greater<double>());  // descending, as the soft rank sorts
-  const double span = s.front() - s.back();
+  static thread_local std::vector<double> s, hard, sum, soft;
+  static thread_local std::vector<int64_t> cnt, start, order, itmp;
+  static thread_local std::vector<uint32_t> keys, ktmp;
+  radix_argsort(x, B, true, order, keys, ktmp, itmp);  // descending, as the soft rank sorts
+  s.resize(B); hard.resize(B); sum.resize(B); soft.resize(B); cnt.resize(B); start.resize(B + 1);
+  for (int64_t k = 0; k < B; ++k) s[k] = x[order[k]];
+  const double span = s[0] - s[B - 1];
   if (!(span > 0)) return 1.0;
-  std::vector<double> hard(B);  // average ranks (ascending) of the sorted values, then centred
-  for (int64_t k = 0; k < B;) {
+  for (int64_t k = 0; k < B;) {  // average ranks (ascending) of the sorted values, then centred
     int64_t e = k + 1;
     while (e < B && s[e] == s[k]) ++e;
     const double r = static_cast<double>(B) - 0.5 * static_cast<double>(k + e - 1);
@@ -103,26 +106,28 @@ double auto_strength(const double* x, int64_t B) {
     k = e;
   }
   double hm = 0.0, hh = 0.0;
-  for (double h : hard) hm += h;
+  for (int64_t k = 0; k < B; ++k) hm += hard[k];
   hm /= static_cast<double>(B);
-  for (double& h : hard) { h -= hm; hh += h * h; }
-  std::vector<double> sum(B), val(B), soft(B);
-  std::vector<int64_t> cnt(B), start(B + 1);
-  auto rank_corr = [&](double eps) {  // Pearson(soft ranks at eps, hard ranks), l2 PAV
+  for (int64_t k = 0; k < B; ++k) { hard[k] -= hm; hh += hard[k] * hard[k]; }
+  // Soft ranks at eps, times eps: s - PAV_nonincreasing(s - eps * rho) (PAV is scale-equivariant,
+  // Pearson scale-free). Blocks compared by cross-multiplied means, no division per element.
+  auto rank_corr = [&](double eps) {
     int64_t top = 0;
     for (int64_t k = 0; k < B; ++k) {
-      start[top] = k; sum[top] = s[k] / eps - static_cast<double>(B - k); cnt[top] = 1; val[top] = sum[top];
+      start[top] = k; sum[top] = s[k] - eps * static_cast<double>(B - k); cnt[top] = 1;
       ++top;
-      while (top > 1 && val[top - 2] <= val[top - 1]) {
+      while (top > 1 && sum[top - 2] * static_cast<double>(cnt[top - 1]) <=
+                            sum[top - 1] * static_cast<double>(cnt[top - 2])) {
         sum[top - 2] += sum[top - 1]; cnt[top - 2] += cnt[top - 1];
-        val[top - 2] = sum[top - 2] / static_cast<double>(cnt[top - 2]);
         --top;
       }
     }
     start[top] = B;
     double sm = 0.0;
-    for (int64_t b = 0; b < top; ++b)
-      for (int64_t k = start[b]; k < start[b + 1]; ++k) { soft[k] = s[k] / eps - val[b]; sm += soft[k]; }
+    for (int64_t b = 0; b < top; ++b) {
+      const double v = sum[b] / static_cast<double>(cnt[b]);
+      for (int64_t k = start[b]; k < start[b + 1]; ++k) { soft[k] = s[k] - v; sm += soft[k]; }
+    }
     sm /= static_cast<double>(B);
     double sh = 0.0, ss = 0.0;
     for (int64_t k = 0; k < B; ++k) { const double c = soft[k] - sm; sh += c * hard[k]; ss += c * c; }
