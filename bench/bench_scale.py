@@ -14,7 +14,6 @@ runs on the same files with the same batch size, and the ratio is its fit + scor
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -43,9 +42,23 @@ def make_files(folder, n, h, dtype, seed=0):
     return w / np.linalg.norm(w)
 
 
+def _status_kib(field):
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith(field + ":"))
+
+
 def rss_bytes():
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    return _status_kib("VmRSS") * 1024
+
+
+def reset_peak():
+    """Start the peak-RSS count afresh (ru_maxrss would also count what the process inherited)."""
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
+
+
+def peak_bytes():
+    return _status_kib("VmHWM") * 1024
 
 
 def copy_bandwidth():
@@ -67,10 +80,11 @@ def run_ours(folder, batch):
     X = pd.read_csv(os.path.join(folder, "features.csv"))
     Y = np.load(os.path.join(folder, "reps.npy"))
     base_rss = rss_bytes()
+    reset_peak()
     model = MLEM(random_state=0, batch_size=batch)
     t_fit = _timed(lambda: model.fit(X, Y))
     t_score = _timed(model.score)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    peak = peak_bytes()
     # one fused step / importance batch, timed alone (median of 15 / 5), on the path the fit used
     targets = model._rdm if model._rdm is not None else model.Y_
     step = ops.mlem_step(model.X_, targets, False, 0.0, model.batch_size_, 1)

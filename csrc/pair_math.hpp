@@ -8,6 +8,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <type_traits>
 
 #include "rng.hpp"  // FASTMLEM_HD
 
@@ -37,6 +38,19 @@ FASTMLEM_HD inline double finish(double s, double ab, double aa, double bb) {
   if (M == Metric::norm_diff) return std::fabs(na - nb);
   const double den = na * nb;
   return den > 0 ? 1.0 - ab / den : 1.0;
+}
+
+// The one switch over metrics: calls f(std::integral_constant<Metric, M>{}) for the run-time m,
+// so kernels are templates on the metric and host code dispatches here (CPU and CUDA alike).
+template <typename F>
+decltype(auto) with_metric(Metric m, F&& f) {
+  switch (m) {
+    case Metric::manhattan: return f(std::integral_constant<Metric, Metric::manhattan>{});
+    case Metric::cosine: return f(std::integral_constant<Metric, Metric::cosine>{});
+    case Metric::norm_diff: return f(std::integral_constant<Metric, Metric::norm_diff>{});
+    case Metric::euclidean: break;
+  }
+  return f(std::integral_constant<Metric, Metric::euclidean>{});
 }
 
 // Position of pair (a, b), a < b, in a condensed RDM of n stimuli (row-major upper triangle).

@@ -46,13 +46,7 @@ double row_norm(const T* a, int64_t p) {
 
 template <typename T>
 inline double row_distance_impl(const T* a, const T* b, int64_t p, Metric metric) {
-  switch (metric) {
-    case Metric::euclidean: return pair_distance<Metric::euclidean>(a, b, p);
-    case Metric::manhattan: return pair_distance<Metric::manhattan>(a, b, p);
-    case Metric::cosine: return pair_distance<Metric::cosine>(a, b, p);
-    case Metric::norm_diff: break;
-  }
-  return pair_distance<Metric::norm_diff>(a, b, p);
+  return with_metric(metric, [&](auto M) { return pair_distance<decltype(M)::value>(a, b, p); });
 }
 
 #if FASTMLEM_X86_DISPATCH
@@ -78,13 +72,7 @@ __attribute__((target("arch=x86-64-v3"))) double half_pair_f16c(const uint16_t* 
 
 __attribute__((target("arch=x86-64-v3"))) double row_distance_f16c(const uint16_t* a, const uint16_t* b, int64_t p,
                                                                    Metric metric) {
-  switch (metric) {
-    case Metric::euclidean: return half_pair_f16c<Metric::euclidean>(a, b, p);
-    case Metric::manhattan: return half_pair_f16c<Metric::manhattan>(a, b, p);
-    case Metric::cosine: return half_pair_f16c<Metric::cosine>(a, b, p);
-    case Metric::norm_diff: break;
-  }
-  return half_pair_f16c<Metric::norm_diff>(a, b, p);
+  return with_metric(metric, [&](auto M) { return half_pair_f16c<decltype(M)::value>(a, b, p); });
 }
 const bool kHasF16C = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("f16c") &&
                       __builtin_cpu_supports("fma");

@@ -91,13 +91,10 @@ void dispatch_vector(const T* Y, int64_t p, const int64_t* i, const int64_t* j, 
 template <typename T>
 void dispatch_metric(const T* Y, int64_t p, const int64_t* i, const int64_t* j, int64_t B, int metric,
                      double* out, cudaStream_t stream) {
-  switch (metric) {
-    case kEuclidean: dispatch_vector<kEuclidean>(Y, p, i, j, B, out, stream); break;
-    case kManhattan: dispatch_vector<kManhattan>(Y, p, i, j, B, out, stream); break;
-    case kCosine: dispatch_vector<kCosine>(Y, p, i, j, B, out, stream); break;
-    case kNormDiff: dispatch_vector<kNormDiff>(Y, p, i, j, B, out, stream); break;
-    default: throw std::runtime_error("fastmlem._cuda: neural_distances: unknown metric");
-  }
+  if (metric < 0 || metric >= kMetricCount) throw std::runtime_error("fastmlem._cuda: neural_distances: unknown metric");
+  with_metric(static_cast<Metric>(metric), [&](auto M) {
+    dispatch_vector<static_cast<int>(decltype(M)::value)>(Y, p, i, j, B, out, stream);
+  });
 }
 
 __global__ void lookup_condensed_kernel(const double* D, int64_t n, const int64_t* I, const int64_t* J,

@@ -22,6 +22,8 @@ import zipfile
 import numpy as np
 import pandas as pd
 
+from ._backend import METRICS
+
 EXIT_FAILURE, EXIT_USAGE = 1, 2
 _NPY_MAGIC, _ZIP_MAGIC = b"\x93NUMPY", b"PK\x03\x04"
 _MAX_PRECOMPUTED_BYTES = 2**32  # per-feature distance matrices the CLI builds for --distance precomputed
@@ -192,7 +194,7 @@ def _mlem(args, verbose=False):
                 **{name: getattr(args, name) for name in ("batch_size", "max_steps", "memory") if name in args})
 
 
-def _add_model_options(parser, distances=("euclidean", "manhattan", "cosine", "norm_diff")):
+def _add_model_options(parser, distances=None):
     parser.add_argument("--interactions", action="store_true", help="learn an SPD matrix over feature pairs")
     parser.add_argument("--distance", default="euclidean", choices=distances, help="neural distance")
     parser.add_argument("--n-permutations", type=_int_at_least(1), default=5, metavar="N",
@@ -524,7 +526,7 @@ def build_parser():
     p.add_argument("representations", help=".npy array (n_stimuli, ...) of representations, or an .npz with one "
                    "array per layer (all fitted, or those named by --layers); with --distance precomputed, "
                    "(n_stimuli, n_stimuli) neural distance matrices")
-    _add_model_options(p, distances=("euclidean", "manhattan", "cosine", "norm_diff", "precomputed"))
+    _add_model_options(p, distances=(*METRICS, "precomputed"))
     p.add_argument("--columns", metavar="A,B", help="comma-separated feature columns to use (default: all)")
     p.add_argument("--index-col", metavar="COLUMN", help="a column that names the stimuli (an index or ID), "
                    "not a feature: it is not fitted")

@@ -278,7 +278,7 @@ def condensed_rdm(Y, metric: str = "euclidean", block_bytes: int = 2**26):
     work = np.float32 if Y.dtype != np.float64 and metric == "euclidean" else np.float64
     Z, scale = _gram_operand(Y, metric, work, block_bytes)
     sq = np.empty(n)  # squared norms from the diagonal of the same products: duplicates get exactly 0
-    for r0, r1 in reversed(list(_row_blocks(n, block_bytes // (Z.itemsize * max(n, 1))))):
+    for r0, r1 in reversed(list(_row_blocks(n, block_bytes // Z.itemsize))):
         G = Z[r0:r1] @ Z[r0:].T  # (r1 - r0, n - r0); blocks last first, so sq[r1:] is already known
         sq[r0:r1] = np.diagonal(G[:, :r1 - r0])
         core.condensed_from_gram(G, sq, r0, metric == "cosine", out)
@@ -293,7 +293,8 @@ def _gram_operand(Y, metric, work, block_bytes):
     two (exact; no Gram entry can overflow) for 'euclidean', rows scaled to unit norm for 'cosine'
     (zero rows stay zero; scale 1)."""
     n, p = Y.shape
-    chunks = list(_row_blocks(n, block_bytes // (8 * p)))
+    rows = max(1, block_bytes // (8 * p))  # float64 temporaries of at most block_bytes
+    chunks = [(r0, min(n, r0 + rows)) for r0 in range(0, n, rows)]
     Z = np.empty((n, p), dtype=work)
     if metric == "euclidean":
         mean = _column_mean(Y)
