@@ -236,11 +236,12 @@ def prepare_representations(Y, n: int, *, precomputed: bool = False, allow_gpu: 
     rows = max(1, 2**26 // (Y.shape[1] * Y.itemsize))  # 64 MB chunks: no full-size temporaries
     for r0 in range(0, n, rows):
         chunk = Y[r0:r0 + rows]
-        if not bool(xp.isfinite(chunk).all()):
+        lo, hi = float(chunk.min()), float(chunk.max())  # NaN propagates: two passes, no temporaries
+        if not (np.isfinite(lo) and np.isfinite(hi)):
             raise ValueError("Y (neural representations) contains NaN or infinite values; remove or "
                              "impute them before fitting.")
-        largest = max(largest, float(xp.abs(chunk).max()))
-        varies = varies or bool((chunk != Y[:1]).any())
+        largest = max(largest, abs(lo), abs(hi))
+        varies = varies or bool((chunk != Y[:1]).any())  # usually settled by the first chunk
     if not varies:
         raise ValueError("Y is the same for every stimulus: all neural distances are 0, so there is "
                          "nothing to explain.")

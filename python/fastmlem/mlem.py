@@ -29,7 +29,7 @@ _MEMORY_BYTES = {"low": 2**28, "medium": 2**30, "high": 2**32,  # RDM / full bat
 # Cost model of the two ways to get neural distances (rates measured on a 2-core x86 machine;
 # only their ratios matter): BLAS GEMM throughput for the RDM, bandwidth of random row gathers
 # (higher while Y fits in the last-level cache), and one cache miss per RDM look-up.
-_GEMM_FLOPS = {4: 1.2e11, 8: 6e10}     # float32 / float64 Gram blocks
+_GEMM_FLOPS = {4: 6e10, 8: 3e10}       # float32 / float64 Gram blocks + the condensed pass + first touch
 _GATHER_BYTES_PER_S = (2.5e10, 8e9)    # Y cache-resident (< _CACHE_BYTES) / from memory
 _CACHE_BYTES = 2**25
 _LOOKUP_SECONDS = 1e-8
