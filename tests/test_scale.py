@@ -191,3 +191,17 @@ def test_fit_is_invariant_to_the_scale_of_y(scale):
     assert np.isfinite(scaled.best_score_)
     np.testing.assert_allclose(scaled.weights_, base.weights_, atol=1e-6)
     np.testing.assert_allclose(scaled.score()[0], base.score()[0], atol=1e-6)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_largest_magnitude_by_bits_equals_abs_max(dtype):
+    from fastmlem.encoding import _largest_magnitude
+    rng = np.random.default_rng(6)
+    a = (rng.standard_cauchy(1000) * 10.0 ** rng.integers(-4, 4, 1000)).astype(dtype)
+    a[:3] = [-0.0, np.finfo(dtype).tiny / 4, -np.finfo(dtype).max]  # signed zero, subnormal, the extreme
+    assert _largest_magnitude(a) == float(np.abs(a.astype(np.float64)).max())
+    assert _largest_magnitude(a[3:]) == float(np.abs(a[3:].astype(np.float64)).max())
+    for bad in (np.nan, np.inf, -np.inf):
+        b = a.copy()
+        b[500] = bad
+        assert not np.isfinite(_largest_magnitude(b))

@@ -181,6 +181,20 @@ def _as_float_array(a, what: str, allow_gpu: bool = False):
     return arr
 
 
+_MAGNITUDE_BITS = {2: (np.uint16, 0x7FFF), 4: (np.uint32, 0x7FFFFFFF), 8: (np.uint64, 0x7FFFFFFFFFFFFFFF)}
+
+
+def _largest_magnitude(a, xp=np):
+    """max |a| as a float (inf or NaN when a holds one), by one integer pass over the bits: for IEEE
+    floats without the sign bit, integer order is magnitude order and inf / NaN come last. (numpy
+    reduces float16 arrays element by element in software; this is as fast for every width.)"""
+    if a.size == 0:
+        return 0.0
+    uint, mask = _MAGNITUDE_BITS[a.dtype.itemsize]
+    bits = xp.ascontiguousarray(a).view(uint) & uint(mask)
+    return float(bits.max().reshape(1).view(a.dtype)[0])
+
+
 def prepare_representations(Y, n: int, *, precomputed: bool = False, allow_gpu: bool = False,
                             rescale: bool = False):
     """Check neural data and return them as the kernels read them, without copying large inputs.
@@ -236,11 +250,11 @@ def prepare_representations(Y, n: int, *, precomputed: bool = False, allow_gpu: 
     rows = max(1, 2**26 // (Y.shape[1] * Y.itemsize))  # 64 MB chunks: no full-size temporaries
     for r0 in range(0, n, rows):
         chunk = Y[r0:r0 + rows]
-        lo, hi = float(chunk.min()), float(chunk.max())  # NaN propagates: two passes, no temporaries
-        if not (np.isfinite(lo) and np.isfinite(hi)):
+        top = _largest_magnitude(chunk, xp)
+        if not np.isfinite(top):
             raise ValueError("Y (neural representations) contains NaN or infinite values; remove or "
                              "impute them before fitting.")
-        largest = max(largest, abs(lo), abs(hi))
+        largest = max(largest, top)
         varies = varies or bool((chunk != Y[:1]).any())  # usually settled by the first chunk
     if not varies:
         raise ValueError("Y is the same for every stimulus: all neural distances are 0, so there is "
