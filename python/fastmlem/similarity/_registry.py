@@ -73,6 +73,7 @@ class _Family:
     kind: str = "score"  # of the "score" form; other forms are distances
     float32: bool = False  # float32 input computed in float32 (accuracy bounded and tested)
     lazy_center: bool = False  # core takes uncentred data + column means (centres its Grams)
+    grad_centred: bool = False  # the core's gradient is X_c M1 + Y_c M2: already centred
 
 
 _ORTH = _closure({"orthogonal", "isotropic_scale", "translation"})
@@ -96,26 +97,28 @@ _RDM_INVARIANCES = {"euclidean": _ORTH, "cosine": _closure({"orthogonal", "isotr
 
 FAMILIES: dict[str, _Family] = {
     "cka": _Family(linear_cka, "linear centred kernel alignment", _ORTH,
-                   forms=("score", "angular"), float32=True, lazy_center=True),
+                   forms=("score", "angular"), float32=True, lazy_center=True,
+                   grad_centred=True),
     "cka-debiased": _Family(debiased_cka, "linear CKA from unbiased HSIC estimates", _ORTH,
                             min_n=4),
     "cka-rbf": _Family(rbf_cka, "CKA of RBF kernels, bandwidth sigma x median distance", _ORTH,
                        forms=("score", "angular"), params={"sigma": 1.0}),
     "nbs": _Family(partial(shape_nbs, alpha=1.0), "normalised Bures similarity", _ORTH,
-                   float32=True, lazy_center=True),
+                   float32=True, lazy_center=True, grad_centred=True),
     "procrustes": _Family(partial(shape_nbs, alpha=1.0),
                           "Procrustes distance of centred, unit-Frobenius-norm data", _ORTH,
-                          forms=("angular", "euclidean"), float32=True, lazy_center=True),
+                          forms=("angular", "euclidean"), float32=True, lazy_center=True,
+                          grad_centred=True),
     "shape": _Family(shape_nbs, "generalised shape metric with partial whitening alpha",
                      lambda p: _LINEAR if p["alpha"] == 0 else _ORTH,
                      forms=("angular", "euclidean", "score"), params={"alpha": 0.5},
-                     float32=True, lazy_center=True),
+                     float32=True, lazy_center=True, grad_centred=True),
     "cca": _Family(cca, "mean canonical correlation", _LINEAR, min_n=3, float32=True,
-                   lazy_center=True),
+                   lazy_center=True, grad_centred=True),
     "svcca": _Family(svcca, "mean canonical correlation of the top principal axes", _ORTH,
                      params={"var": 0.99}, differentiable=False, min_n=4),
     "ensd": _Family(ensd, "effective number of shared dimensions", _ORTH, kind="dimensionality",
-                    float32=True, lazy_center=True),
+                    float32=True, lazy_center=True, grad_centred=True),
     "linreg-r2": _regression_family("r2", False, {"orthogonal", "isotropic_scale", "translation"}),
     "linreg-pearson": _regression_family("pearson", False,
                                          {"isotropic_scale", "translation", "permutation"}),
@@ -228,8 +231,9 @@ class Measure:
         value, slope = FORMS[self.form](score)
         if not grad:
             return value, None
-        G *= G.dtype.type(slope * sy)  # d/dY f(Y sy) = sy f'(Y sy); G is a new array
-        if spec.center:
+        if slope * sy != 1.0:
+            G *= G.dtype.type(slope * sy)  # d/dY f(Y sy) = sy f'(Y sy); G is a new array
+        if spec.center and not spec.grad_centred:
             G -= G.mean(axis=0, keepdims=True)
         return value, (G if returns_cupy else to_numpy(G))
 
