@@ -400,9 +400,10 @@ def soft_rank_vjp(state: SoftRankState, g):
 
 # ---------------------------------------------------------------------- MLEM step pieces ---
 def _pearson_grad(cp, x, y):
-    """(r, dr/dx) for vectors x, y (B,), without leaving the device (r is 0-d)."""
-    xc, yc = x - x.mean(), y - y.mean()
-    nx, ny = cp.linalg.norm(xc), cp.linalg.norm(yc)
+    """(r, dr/dx) for vectors x, y (B,), without leaving the device (r is 0-d); (0, 0) when either
+    is constant, by the rule of :func:`fastmlem._shared.centred` (spread at rounding level counts)."""
+    from ._shared import centred
+    (xc, nx), (yc, ny) = centred(x), centred(y)
     ok = (nx > 0) & (ny > 0)
     den = cp.where(ok, nx * ny, 1.0)
     r = cp.where(ok, xc @ yc / den, 0.0)
