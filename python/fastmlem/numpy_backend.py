@@ -7,7 +7,7 @@ as :mod:`fastmlem.ops`. Slow on purpose: clarity over speed.
 from __future__ import annotations
 
 import numpy as np
-from scipy.spatial.distance import cdist, pdist
+from scipy.spatial.distance import pdist
 from scipy.stats import rankdata
 
 from ._shared import (centred, composed_permutation_importance, minmax_scaled, pearson,  # noqa: F401

@@ -257,9 +257,9 @@ def condensed_rdm(Y, metric: str = "euclidean", block_bytes: int = 2**26):
     """Condensed neural RDM (n(n-1)/2,) float64 of Y (n, p), in the order of ``all_pairs``.
 
     Built in row blocks straight into condensed form (no n x n matrix): euclidean and cosine from
-    Gram blocks Y[r0:r1] Y[r0:]^T (BLAS, float32 for float16/float32 euclidean input, float64 otherwise; Y
-    centred first for euclidean, so an offset costs no accuracy), the other metrics by the pairwise
-    kernel. Extra memory: one float32/64 copy of Y and one block of ``block_bytes``.
+    Gram blocks Y[r0:r1] Y[r0:]^T (BLAS; float32 for float16/float32 euclidean input, float64
+    otherwise; Y centred first for euclidean, so an offset costs no accuracy), the other metrics by
+    the pairwise kernel. Extra memory: one float32/64 copy of Y and one block of ``block_bytes``.
     Twin: :func:`fastmlem.numpy_backend.condensed_rdm`.
     """
     if metric not in METRICS:
@@ -298,17 +298,17 @@ def _gram_operand(Y, metric, work, block_bytes):
     Z = np.empty((n, p), dtype=work)
     if metric == "euclidean":
         mean = _column_mean(Y)
-        largest = max(float(np.abs(Y[r0:r1]).max()) for r0, r1 in chunks) + float(np.abs(mean).max())
+        from .encoding import _largest_magnitude
+        largest = max(_largest_magnitude(Y[r0:r1]) for r0, r1 in chunks) + float(np.abs(mean).max())
         exponent = int(np.round(np.log2(largest))) if largest > 0 else 0
         for r0, r1 in chunks:
             np.multiply(Y[r0:r1] - mean, 2.0 ** -exponent, out=Z[r0:r1], casting="unsafe")
         return Z, 2.0 ** exponent
-    else:
-        for r0, r1 in chunks:
-            rows = Y[r0:r1].astype(np.float64)
-            rows /= np.abs(rows).max(axis=1, keepdims=True).clip(min=np.finfo(np.float64).tiny)  # no overflow
-            norms = np.sqrt(np.einsum("ij,ij->i", rows, rows))[:, None]
-            np.divide(rows, np.where(norms > 0, norms, 1.0), out=Z[r0:r1], casting="unsafe")
+    for r0, r1 in chunks:
+        block = Y[r0:r1].astype(np.float64)
+        block /= np.abs(block).max(axis=1, keepdims=True).clip(min=np.finfo(np.float64).tiny)  # no overflow
+        norms = np.sqrt(np.einsum("ij,ij->i", block, block))[:, None]
+        np.divide(block, np.where(norms > 0, norms, 1.0), out=Z[r0:r1], casting="unsafe")
     return Z, 1.0
 
 
