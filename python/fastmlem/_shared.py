@@ -42,6 +42,11 @@ def random_permutations(size: int, count: int, seed: int, stream: int = 0) -> np
 
 
 # ------------------------------------------------------------------ weight parametrisations ---
+def n_columns(m: int, interactions: bool) -> int:
+    """Predictor columns q of m features: m, or m(m+1)/2 (a >= b) with interactions."""
+    return m * (m + 1) // 2 if interactions else m
+
+
 def softplus(x):
     return np.logaddexp(0.0, x)
 
@@ -168,19 +173,6 @@ def gram_blocks(Y, metric: str, xp=np, block_bytes: int = 2**27):
 def condensed_index(r, n: int):
     """Position in a condensed RDM of the first pair (r, r + 1) of row r."""
     return n * r - r * (r + 1) // 2
-
-
-def condensed_rdm_gram(Y, metric: str = "euclidean", xp=np, block_bytes: int = 2**27):
-    """Condensed RDM (n(n-1)/2,) for 'euclidean' or 'cosine' by :func:`gram_blocks` and
-    :func:`distances_from_gram` (numpy or cupy; the CUDA backend runs its kernel on the same
-    blocks)."""
-    n = Y.shape[0]
-    out = xp.empty(n * (n - 1) // 2, dtype=xp.float64)
-    for r0, r1, G, sq in gram_blocks(Y, metric, xp, block_bytes):
-        D = distances_from_gram(G, sq[r0:r1, None], sq[None, :], metric, xp, inplace=True)
-        for r in range(r0, min(r1, n - 1)):  # row r's pairs (r, c > r) are contiguous in condensed order
-            out[condensed_index(r, n):condensed_index(r + 1, n)] = D[r - r0, r + 1:]
-    return out
 
 
 # ------------------------------------------------------------- soft rank strength, Pearson ---

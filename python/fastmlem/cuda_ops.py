@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from ._backend import require_cuda
 from . import _shared
-from ._shared import soft_rank_strengths  # numpy or cupy in, same out
+from ._shared import n_columns as _q, soft_rank_strengths  # numpy or cupy in, same out
 
 _MASK64 = 2**64 - 1
 
@@ -74,10 +74,6 @@ def sample_pairs(n: int, size: int, seed: int, stream: int = 0):
     i, j = cp.empty(int(size), cp.int64), cp.empty(int(size), cp.int64)
     cu.sample_pairs(int(n), int(size), int(seed) & _MASK64, int(stream) & _MASK64, i.data.ptr, j.data.ptr, _stream(cp))
     return i, j
-
-
-def _q(m, interactions):
-    return m * (m + 1) // 2 if interactions else m
 
 
 def _features(cp, X, name="X"):

@@ -66,7 +66,7 @@ class PairSource:
     distance : metric name, 'precomputed', or a callable (Y1 (B, p), Y2 (B, p)) -> (B,).
     interactions, nan_to_num : as MLEM.
     device : 'cpu' or 'cuda[:k]' (arrays are moved there once).
-    rdm : the condensed neural RDM (n(n-1)/2,) to reuse, True to build it, False to gather rows.
+    rdm : the condensed neural RDM (n(n-1)/2,) to reuse, True to build it, None to gather rows.
 
     Attributes
     ----------
@@ -75,7 +75,7 @@ class PairSource:
     callable distance; fused : whether the fused kernels apply (not a callable distance).
     """
 
-    def __init__(self, X_enc, Y, distance, interactions, nan_to_num, device="cpu", rdm=False):
+    def __init__(self, X_enc, Y, distance, interactions, nan_to_num, device="cpu", rdm=None):
         self.kernels, self.xp = backend(device)
         self.X, self.Y = self.xp.asarray(X_enc), self.xp.asarray(Y)
         self.n, self.distance, self.interactions, self.nan_to_num = X_enc.shape[0], distance, interactions, nan_to_num
@@ -85,10 +85,8 @@ class PairSource:
             self.rdm = self.Y[self.xp.triu_indices(n, 1)].astype(self.xp.float64)
         elif rdm is True and self.fused:
             self.rdm = self.kernels.condensed_rdm(self.Y, distance)
-        elif rdm is not False and rdm is not None and self.fused:
-            self.rdm = rdm
         else:
-            self.rdm = None
+            self.rdm = rdm if self.fused else None
         self.metric = "euclidean" if distance == "precomputed" or not self.fused else distance
         self.targets = (self.rdm if self.rdm is not None else self.Y) if self.fused else None
 
@@ -212,16 +210,14 @@ class PairwiseModel(BaseEstimator):
                                         rescale=self._rank_based)
         return X_enc, names, Y_arr
 
-    def _source(self, X_enc, Y, rdm=False):
+    def _source(self, X_enc, Y, rdm=None):
         """PairSource of these stimuli on the model's device; ``rdm`` as PairSource's."""
         distance = _torch_distance(self.distance, getattr(self, "_torch_inputs", False))
         return PairSource(X_enc, Y, distance, self.interactions, self.nan_to_num, getattr(self, "device", "cpu"), rdm)
 
     def _expected_pairs(self, batch_size, steps=0):
         """Pairs a fit of ``steps`` steps and the importance batches draw (for use_rdm)."""
-        m = self.n_features_in_
-        q = m * (m + 1) // 2 if self.interactions else m
-        return batch_size * (steps + q * self.n_permutations)
+        return batch_size * (steps + _shared.n_columns(self.n_features_in_, self.interactions) * self.n_permutations)
 
     def _training_source(self, steps=0):
         """PairSource of the training data; the RDM, when use_rdm chooses it, is built once per fit
@@ -231,10 +227,10 @@ class PairwiseModel(BaseEstimator):
             choose = (not callable(self.distance) and self.distance != "precomputed"
                       and use_rdm(Y.shape[0], Y.shape[1], Y.dtype.itemsize, self.distance,
                                   self._expected_pairs(self.batch_size_, steps), _MEMORY_BYTES[self.memory]))
-            source = self._source(self.X_, Y, choose)
+            source = self._source(self.X_, Y, True if choose else None)
             self._rdm = source.rdm if choose else None
             return source
-        return self._source(self.X_, self.Y_, self._rdm if self._rdm is not None else False)
+        return self._source(self.X_, self.Y_, self._rdm)
 
     def __getstate__(self):  # the cached RDM is rebuilt on demand, not pickled
         state = super().__getstate__()
@@ -577,7 +573,7 @@ class MLEM(PairwiseModel):
         self._set_inputs(X_enc, names, Y_arr)
         n, m = X_enc.shape[0], X_enc.shape[-1]
         kind = self._kind()
-        q = m * (m + 1) // 2 if self.interactions else m
+        q = _shared.n_columns(m, self.interactions)
         n_pairs = n * (n - 1) // 2
         if self.batch_size == "all" and n_pairs * (q + 4) * 8 > _MEMORY_BYTES[self.memory]:
             raise ValueError(f"batch_size='all' needs {n_pairs:,} pairs x {q} columns "

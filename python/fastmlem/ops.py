@@ -12,7 +12,7 @@ import numpy as np
 
 from . import _validate
 from ._backend import METRICS, is_cupy, require_core
-from ._shared import pearson_grad, soft_rank_strengths
+from ._shared import condensed_index, n_columns, pearson_grad, soft_rank_strengths
 
 
 def _gpu_twin(fn):
@@ -216,7 +216,7 @@ def mlem_step(X, targets, interactions: bool, nan_to_num: float, batch_size: int
     X = _features(X)
     targets = _targets(targets, X.shape[0], metric)
     batch_size = _validate.positive_int(batch_size, "batch_size")
-    q = X.shape[-1] * (X.shape[-1] + 1) // 2 if interactions else X.shape[-1]
+    q = n_columns(X.shape[-1], interactions)
     _validate.check_memory(batch_bytes(batch_size, q), f"a training batch of {batch_size:,} pairs x {q} columns")
     core = require_core().MlemStep(X, targets, metric, bool(interactions), float(nan_to_num), int(batch_size),
                                    int(seed), -1.0 if strength == "auto" else float(strength), regularization == "kl")
@@ -271,7 +271,7 @@ def condensed_rdm(Y, metric: str = "euclidean", block_bytes: int = 2**26):
     if metric not in ("euclidean", "cosine"):
         for r0, r1 in _row_blocks(n, block_bytes // 16):
             i, j = _block_pairs(n, r0, r1)
-            out[_condensed(n, r0):_condensed(n, r1)] = core.neural_distances(Y, n, i, j, metric)
+            out[condensed_index(r0, n):condensed_index(r1, n)] = core.neural_distances(Y, n, i, j, metric)
         return out
     # float32 Gram blocks for float16/32 euclidean (error ~1e-7 of the largest distance, tested);
     # cosine distances near 0 cancel in 1 - g / den, so cosine always takes float64 blocks
@@ -334,11 +334,6 @@ def _row_blocks(n, pairs_per_block):
         r0 = r1
 
 
-def _condensed(n, r):
-    """Offset of row r's first pair (r, r + 1) in a condensed RDM of n stimuli."""
-    return n * r - r * (r + 1) // 2
-
-
 def _block_pairs(n, r0, r1):
     """All pairs (r, c), r0 <= r < r1, c > r, in condensed order: two int64 arrays."""
     counts = n - 1 - np.arange(r0, r1)
@@ -379,8 +374,7 @@ def permutation_importance(X, targets, w, interactions: bool, nan_to_num: float,
     Twin: :func:`fastmlem.numpy_backend.permutation_importance`.
     """
     X, w = _features(X), _as_f64(w, "w")
-    n, m = X.shape[0], X.shape[-1]
-    q = m * (m + 1) // 2 if interactions else m
+    n, q = X.shape[0], n_columns(X.shape[-1], interactions)
     targets = _targets(targets, n, metric)
     if w.shape != (q,):
         raise ValueError(f"need w ({q},); got {w.shape}.")
