@@ -16,13 +16,38 @@ namespace fastmlem {
 
 namespace {
 
-// One pass over rows a and b (unit stride); the simd reduction keeps the double sums vectorised.
+// Independent partial sums per pass: one vector accumulator would make every FMA wait for the last
+// (latency 4, two per cycle), so the loop runs kLanes sums side by side, at any vector width.
+constexpr int kLanes = 32;
+
+template <Metric M>
+struct PairSums {
+  double s[kLanes] = {}, ab[kLanes] = {}, aa[kLanes] = {}, bb[kLanes] = {};
+
+  template <typename T>
+  inline void add(const T* a, const T* b, int64_t p) {  // p a multiple of kLanes
+    for (int64_t k = 0; k < p; k += kLanes) {
+#pragma omp simd
+      for (int l = 0; l < kLanes; ++l) accumulate<M>(load(a + k + l), load(b + k + l), s[l], ab[l], aa[l], bb[l]);
+    }
+  }
+
+  template <typename T>
+  inline double finish_with_tail(const T* a, const T* b, int64_t len) {
+    double S = 0, AB = 0, AA = 0, BB = 0;
+    for (int64_t k = 0; k < len; ++k) accumulate<M>(load(a + k), load(b + k), S, AB, AA, BB);
+    for (int l = 0; l < kLanes; ++l) { S += s[l]; AB += ab[l]; AA += aa[l]; BB += bb[l]; }
+    return finish<M>(S, AB, AA, BB);
+  }
+};
+
+// One pass over rows a and b (unit stride).
 template <Metric M, typename T>
 double pair_distance(const T* a, const T* b, int64_t p) {
-  double s = 0, ab = 0, aa = 0, bb = 0;
-#pragma omp simd reduction(+ : s, ab, aa, bb)
-  for (int64_t k = 0; k < p; ++k) accumulate<M>(load(a + k), load(b + k), s, ab, aa, bb);
-  return finish<M>(s, ab, aa, bb);
+  PairSums<M> sums;
+  const int64_t body = p - p % kLanes;
+  sums.add(a, b, body);
+  return sums.finish_with_tail(a + body, b + body, p - body);
 }
 
 template <typename T>
@@ -33,12 +58,13 @@ double row_norm(const T* a, int64_t p) {
   return std::sqrt(aa);
 }
 
-// The per-pair row loops are built twice on x86-64 Linux with GCC, for the baseline and for
-// x86-64-v3 (AVX2, FMA), and the loader picks one at run time. float16 rows additionally get an
-// F16C path (half -> float in hardware, 8 at a time) when the CPU has it.
+// The per-pair row loops are built three times on x86-64 Linux with GCC, for the baseline, x86-64-v3
+// (AVX2, FMA) and x86-64-v4 (AVX-512), and the loader picks one at run time; `flatten` inlines the
+// whole call tree into each clone (a template called, not inlined, would run the baseline code).
+// float16 rows additionally get an F16C path (half -> float in hardware) when the CPU has it.
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
 #define FASTMLEM_X86_DISPATCH 1
-#define FASTMLEM_CLONES __attribute__((target_clones("arch=x86-64-v3", "default")))
+#define FASTMLEM_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default"), flatten))
 #else
 #define FASTMLEM_X86_DISPATCH 0
 #define FASTMLEM_CLONES
@@ -52,25 +78,23 @@ inline double row_distance_impl(const T* a, const T* b, int64_t p, Metric metric
 #if FASTMLEM_X86_DISPATCH
 // Rows converted 256 halves at a time into float buffers by F16C, then the float loop.
 template <Metric M>
-__attribute__((target("arch=x86-64-v3"))) double half_pair_f16c(const uint16_t* a, const uint16_t* b, int64_t p) {
+__attribute__((target("arch=x86-64-v3"), flatten)) double half_pair_f16c(const uint16_t* a, const uint16_t* b, int64_t p) {
   constexpr int64_t kChunk = 256;
   alignas(32) float fa[kChunk], fb[kChunk];
-  double s = 0, ab = 0, aa = 0, bb = 0;
-  for (int64_t k0 = 0; k0 < p; k0 += kChunk) {
-    const int64_t len = std::min(kChunk, p - k0);
-    int64_t e = 0;
-    for (; e + 8 <= len; e += 8) {
+  PairSums<M> sums;
+  const int64_t body = p - p % kLanes;  // chunks are multiples of kLanes; the tail is read as halves
+  for (int64_t k0 = 0; k0 < body; k0 += kChunk) {
+    const int64_t len = std::min(kChunk, body - k0);
+    for (int64_t e = 0; e < len; e += 8) {
       _mm256_store_ps(fa + e, _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(a + k0 + e))));
       _mm256_store_ps(fb + e, _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(b + k0 + e))));
     }
-    for (; e < len; ++e) { fa[e] = half_to_float(a[k0 + e]); fb[e] = half_to_float(b[k0 + e]); }
-#pragma omp simd reduction(+ : s, ab, aa, bb)
-    for (int64_t f = 0; f < len; ++f) accumulate<M>(fa[f], fb[f], s, ab, aa, bb);
+    sums.add(fa, fb, len);
   }
-  return finish<M>(s, ab, aa, bb);
+  return sums.finish_with_tail(a + body, b + body, p - body);
 }
 
-__attribute__((target("arch=x86-64-v3"))) double row_distance_f16c(const uint16_t* a, const uint16_t* b, int64_t p,
+__attribute__((target("arch=x86-64-v3"), flatten)) double row_distance_f16c(const uint16_t* a, const uint16_t* b, int64_t p,
                                                                    Metric metric) {
   return with_metric(metric, [&](auto M) { return half_pair_f16c<decltype(M)::value>(a, b, p); });
 }
