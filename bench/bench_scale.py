@@ -2,6 +2,7 @@
 
     python bench/bench_scale.py [--sizes 1000,10000,100000,1000000] [--dtypes float32,float16]
                                 [--dims 768] [--reference-python /path/to/venv/bin/python]
+                                [--recovery SEEDS]
 
 For each (n, dtype), in its own process (so that peak memory is its own): fit + score with the
 defaults (seed 0, 8 binary features), the time of one fused training step and one importance
@@ -10,6 +11,9 @@ measured in the same run. "RDM" says whether the cost model built the condensed 
 look-ups, not gathers, and the floor does not apply). Peak RSS growth is over the process after Y
 is loaded. With --reference-python (a Python where the authors' `mlem` imports), the reference
 runs on the same files with the same batch size, and the ratio is its fit + score time over ours.
+
+--recovery SEEDS: instead, weight recovery |w - w*| (mean and spread over seeds 0..SEEDS-1, the
+planted weights w* of make_files) for each MLEM(weights_from=...) and the reference, defaults.
 """
 import argparse
 import json
@@ -109,6 +113,36 @@ def run_reference(folder, batch):
     return dict(fit=t_fit, score=t_score, weights=model.get_weights()["Weight"].to_numpy().tolist())
 
 
+def run_recovery(folder, batch):
+    """Weights of each weights_from rule (one training path: same seed, same batches)."""
+    from fastmlem import MLEM
+    X = pd.read_csv(os.path.join(folder, "features.csv"))
+    Y = np.load(os.path.join(folder, "reps.npy"))
+    return {rule: MLEM(random_state=0, batch_size=batch, weights_from=rule).fit(X, Y).weights_.tolist()
+            for rule in ("average", "best", "last")}
+
+
+def recovery(args):
+    from fastmlem import MLEM
+    rules = ("average", "best", "last", "reference")
+    print(f"weight recovery |w - w*| over {args.recovery} seeds (mean, min-max); h = {args.dims}, float32, defaults")
+    print(f"{'n':>9} " + " ".join(f"{r:>20}" for r in rules))
+    for n in [int(float(s)) for s in args.sizes.split(",")]:
+        errors = {r: [] for r in rules}
+        for seed in range(args.recovery):
+            with tempfile.TemporaryDirectory() as folder:
+                w_true = make_files(folder, n, args.dims, "float32", seed=seed)
+                batch = MLEM(random_state=0).estimate_batch_size(pd.read_csv(os.path.join(folder, "features.csv")))
+                ours = child(sys.executable, "recovery", folder, batch)
+                ref = child(args.reference_python, "reference", folder, batch) if args.reference_python else {}
+            for rule in rules[:3]:
+                errors[rule].append(np.linalg.norm(np.array(ours[rule]) - w_true))
+            if "weights" in ref:
+                errors["reference"].append(np.linalg.norm(np.array(ref["weights"]) - w_true))
+        cells = [f"{np.mean(e):.3f} ({np.min(e):.3f}-{np.max(e):.3f})" if e else "" for e in errors.values()]
+        print(f"{n:>9} " + " ".join(f"{c:>20}" for c in cells), flush=True)
+
+
 def child(python, role, folder, batch):
     out = subprocess.run([python, __file__, "--child", role, folder, str(batch)], capture_output=True, text=True)
     if out.returncode:
@@ -122,12 +156,16 @@ def main():
     ap.add_argument("--dtypes", default="float32,float16")
     ap.add_argument("--dims", type=int, default=768)
     ap.add_argument("--reference-python", default=None)
+    ap.add_argument("--recovery", type=int, default=0, metavar="SEEDS")
     ap.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
         role, folder, batch = args.child
-        print(json.dumps((run_ours if role == "ours" else run_reference)(folder, int(batch))))
+        run = {"ours": run_ours, "reference": run_reference, "recovery": run_recovery}[role]
+        print(json.dumps(run(folder, int(batch))))
         return
+    if args.recovery:
+        return recovery(args)
     from fastmlem import MLEM
     bandwidth = copy_bandwidth()
     print(f"copy bandwidth (read + write): {bandwidth / 1e9:.1f} GB/s; h = {args.dims}; defaults, seed 0, "

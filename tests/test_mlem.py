@@ -59,7 +59,7 @@ def test_best_weights_are_returned():
     a deterministic function of the batch, the weights and the running min-max)."""
     from fastmlem import ops
     X, Y = simulate(n=100)
-    model = MLEM(random_state=0, batch_size=500, max_steps=40, patience=1000, lr=0.5).fit(X, Y)
+    model = MLEM(random_state=0, batch_size=500, max_steps=40, patience=1000, lr=0.5, weights_from="best").fit(X, Y)
     best = int(np.argmax(model.history_))
     assert model.best_score_ == model.history_[best] and best < model.n_steps_ - 1  # best is not the last
     source = model._training_source()
@@ -275,3 +275,19 @@ def test_fused_step_checks_its_arguments():
         ops.mlem_step(X, D, False, 0.0, 0, 0)
     with pytest.raises(ValueError, match="w must have shape"):
         ops.mlem_step(X, D, False, 0.0, 50, 0)(0, np.ones(1), np.inf, -np.inf)
+
+
+def test_weights_from_average_is_the_mean_of_the_last_steps():
+    """'average' = the renormalised mean of the weights of the last patience + 1 steps; the steps'
+    weights are read from 'last' fits stopped after each of those steps (same seed, same path)."""
+    X, Y = simulate(n=100)
+    kw = dict(random_state=0, batch_size=500, patience=3, lr=0.5)
+    avg = MLEM(max_steps=300, **kw).fit(X, Y)
+    s = avg.n_steps_
+    assert s < 300  # it stopped early: the window is the best step and the 3 after it
+    steps = [MLEM(max_steps=k, weights_from="last", **kw).fit(X, Y).weights_ for k in range(s - 3, s + 1)]
+    mean = np.mean(steps, axis=0)
+    np.testing.assert_allclose(avg.weights_, mean / np.linalg.norm(mean), rtol=1e-12)
+    assert np.array_equal(steps[-1], MLEM(max_steps=300, weights_from="last", **kw).fit(X, Y).weights_)
+    best = MLEM(max_steps=300, weights_from="best", **kw).fit(X, Y).weights_
+    assert not np.allclose(avg.weights_, best) and not np.allclose(avg.weights_, steps[-1])

@@ -111,7 +111,7 @@ b, p = m._permutation_spearman(m._training_source(), 300, 6, m._seed(), m._seed(
 assert np.array_equal(base, b) and np.array_equal(fused.to_numpy(), (b - p).reshape(6, 3).T)
 """),
         ("best weights returned", OK, """
-m = MLEM(random_state=0, batch_size=300, max_steps=30, patience=1000, lr=0.5).fit(X, Y)
+m = MLEM(random_state=0, batch_size=300, max_steps=30, patience=1000, lr=0.5, weights_from='best').fit(X, Y)
 k = int(np.argmax(m.history_)); r = m._training_source()
 step = ops.mlem_step(r.X, r.targets, False, 0.0, 300, m._seed(), metric=r.metric); lo, hi = np.inf, -np.inf
 for s in range(k):
