@@ -66,17 +66,19 @@ inline void pairs(const py::array_t<int64_t>& i, const py::array_t<int64_t>& j, 
   }
 }
 
+// (The messages are built only on failure: built per element, they cost 300 ns each.)
 inline void no_nan(const py::array_t<double>& a, const char* name) {
   const double* p = a.data();
   for (py::ssize_t k = 0; k < a.size(); ++k)
-    require(!std::isnan(p[k]), std::string("cannot rank NaN values (in ") + name + ")");
+    if (std::isnan(p[k])) throw py::value_error(std::string("cannot rank NaN values (in ") + name + ")");
 }
 
 inline void finite(const py::array_t<double>& a, const char* name) {
   const double* p = a.data();
   for (py::ssize_t k = 0; k < a.size(); ++k)
-    require(std::isfinite(p[k]), std::string(name) + " must be finite; got " + std::to_string(p[k]) +
-                                     " at flat index " + std::to_string(k));
+    if (!std::isfinite(p[k]))
+      throw py::value_error(std::string(name) + " must be finite; got " + std::to_string(p[k]) + " at flat index " +
+                            std::to_string(k));
 }
 
 // The forward record of soft_rank for T rows of length B: each perm row a permutation of
