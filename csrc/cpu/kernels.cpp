@@ -24,7 +24,8 @@ void feature_distances(const double* X, int64_t n, int64_t m, bool precomputed, 
                        int64_t B, bool interactions, double nan_to_num, double* out) {
   const int64_t q = interactions ? m * (m + 1) / 2 : m;
   OmpGuard guard;
-#pragma omp parallel if (B > 262144)
+  // rows of a large X are cache misses (one per stimulus), so threads pay off from a few thousand pairs
+#pragma omp parallel if (B > 8192)
   {
     std::vector<double> d;
     const bool ready = guard.run([&] { d.resize(m); });

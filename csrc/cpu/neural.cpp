@@ -172,6 +172,7 @@ void neural_distances(const double* Y, int64_t n, int64_t p, int64_t ld, const i
 void NeuralSource::distances(const int64_t* i, const int64_t* j, int64_t B, double nan_to_num, bool parallel,
                              double* y) const {
   if (rdm != nullptr) {
+#pragma omp parallel for schedule(static) if (parallel && B > 8192)  // random reads of a large RDM
     for (int64_t k = 0; k < B; ++k) {  // condensed-RDM lookup, 0 on the diagonal
       const int64_t a = std::min(i[k], j[k]), b = std::max(i[k], j[k]);
       y[k] = a == b ? 0.0 : rdm[condensed_index(n, a, b)];

@@ -85,9 +85,14 @@ def encode_features(X, feature_names=None, *, precomputed: bool = False, encodin
                 spec.append(("numeric", lo, hi))
                 cols.append((v - lo) / (hi - lo) if hi > lo else v - lo)
             else:
-                categories = pd.Categorical(s).categories if encoding is None else encoding[k][1]
-                seen = pd.Index(categories).get_indexer(s).astype(np.float64)  # -1: missing or unseen
-                unseen = s[(seen < 0) & s.notna().to_numpy()]
+                if encoding is None:  # one hashing pass: the codes of the categories found
+                    found = pd.Categorical(s)
+                    categories, seen = found.categories, found.codes.astype(np.float64)  # -1: missing
+                    unseen = ()
+                else:
+                    categories = encoding[k][1]
+                    seen = pd.Index(categories).get_indexer(s).astype(np.float64)  # -1: missing or unseen
+                    unseen = s[(seen < 0) & s.notna().to_numpy()]
                 codes = np.where(seen >= 0, seen, np.nan)
                 if len(unseen):  # categories not seen at fit time: new codes, so they differ from all
                     extra = {v: len(categories) + t for t, v in enumerate(pd.unique(unseen))}
