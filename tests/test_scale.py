@@ -205,3 +205,29 @@ def test_largest_magnitude_by_bits_equals_abs_max(dtype):
         b = a.copy()
         b[500] = bad
         assert not np.isfinite(_largest_magnitude(b))
+
+
+def test_float16_extremes_give_exact_distances():
+    """Halves near +-65504 (squared differences ~1.7e10 each, beyond float16 and near float32's
+    exactness) are summed in double on the gather path and scaled on the RDM path."""
+    from scipy.spatial.distance import pdist
+    rng = np.random.default_rng(0)
+    Y = (rng.choice([-1.0, 1.0], (40, 300)) * rng.uniform(6e4, 65504, (40, 300))).astype(np.float16)
+    exact = pdist(Y.astype(np.float64))
+    i, j = ops.all_pairs(40)
+    np.testing.assert_allclose(ops.neural_distances(Y, i, j), exact, rtol=1e-12)
+    np.testing.assert_allclose(ops.condensed_rdm(Y), exact, rtol=1e-5)
+    assert np.isfinite(MLEM(random_state=0, batch_size=300, max_steps=5).fit(_data(n=40)[0], Y).weights_).all()
+
+
+def test_representations_over_2_to_the_31_elements(tmp_path):
+    """Row offsets past 2^31 elements (a sparse 4 GiB float16 memmap: only two rows are written)."""
+    n, p = 2**21 + 8, 1024
+    try:
+        Y = np.memmap(tmp_path / "big.f16", dtype=np.float16, mode="w+", shape=(n, p))
+    except OSError as error:  # a file system without sparse files
+        pytest.skip(f"cannot create a sparse 4 GiB file here: {error}")
+    Y[n - 1] = 1.0
+    Y[n - 3, :4] = 2.0
+    d = ops.neural_distances(Y, [n - 1, n - 1, 0], [0, n - 3, n - 3], "euclidean")
+    np.testing.assert_array_equal(d, [32.0, np.sqrt(1020 + 4), 4.0])
