@@ -137,8 +137,8 @@ def constant_features(X_enc):
     """Boolean mask (m,) of the features of ``X_enc`` (n, m) or (n, n, m) with at most one distinct
     non-missing value (all missing included): their distance is 0 on every pair."""
     flat = X_enc.reshape(-1, X_enc.shape[-1])
-    missing = np.isnan(flat)
-    return np.where(missing, -np.inf, flat).max(0) <= np.where(missing, np.inf, flat).min(0)
+    # fmax / fmin skip NaN (NaN only when all are missing, and NaN > NaN is False): one pass per column
+    return np.array([not np.fmax.reduce(column) > np.fmin.reduce(column) for column in flat.T], dtype=bool)
 
 
 def _check_not_constant(X_enc, names):
