@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cmath>
 #include <vector>
+#include <cstdlib>
 
 #if defined(__x86_64__)
 #include <immintrin.h>
@@ -131,13 +132,36 @@ inline void prefetch_rows(const T* Y, int64_t ld, int64_t p, int64_t a, int64_t 
   }
 }
 
+// Pairs in the order of their lower row (a counting sort on min(i, j), in at most 2^16 buckets):
+// pairs sharing a row then follow each other and find it in cache, and rows are read in address
+// order. Returns the order in which to compute the pairs.
+std::vector<int64_t> pairs_by_row(int64_t n, const int64_t* i, const int64_t* j, int64_t B) {
+  const int64_t buckets = std::min<int64_t>(n, int64_t(1) << 16);
+  const auto bucket = [&](int64_t k) { return std::min(i[k], j[k]) * buckets / n; };
+  std::vector<int64_t> start(buckets + 1, 0), order(B);
+  for (int64_t k = 0; k < B; ++k) ++start[bucket(k) + 1];
+  for (int64_t b = 0; b < buckets; ++b) start[b + 1] += start[b];
+  for (int64_t k = 0; k < B; ++k) order[start[bucket(k)]++] = k;
+  return order;
+}
+
+constexpr int64_t kCachedBytes = int64_t(1) << 20;  // Y this small stays in cache: no prefetch, no sort
+
 template <typename T>
-void over_pairs(const T* Y, int64_t ld, int64_t p, const int64_t* i, const int64_t* j, int64_t B, Metric metric,
-                bool parallel, double* out) {
+void over_pairs(const T* Y, int64_t n, int64_t ld, int64_t p, const int64_t* i, const int64_t* j, int64_t B,
+                Metric metric, bool parallel, double* out) {
+  const bool large = n * ld * static_cast<int64_t>(sizeof(T)) > kCachedBytes;
+  std::vector<int64_t> order;
+  if (large && (B >= n || getenv("ALWAYSSORT")) && !getenv("NOSORT")) order = pairs_by_row(n, i, j, B);
+  const int64_t* at = order.empty() ? nullptr : order.data();  // at[k]: the pair computed k-th
 #pragma omp parallel for schedule(static) if (parallel && B * p > kParallelWork)
   for (int64_t k = 0; k < B; ++k) {
-    if (k + kPrefetchAhead < B) prefetch_rows(Y, ld, p, i[k + kPrefetchAhead], j[k + kPrefetchAhead]);
-    out[k] = row_distance(Y + i[k] * ld, Y + j[k] * ld, p, metric);
+    if (large && k + kPrefetchAhead < B) {
+      const int64_t next = at ? at[k + kPrefetchAhead] : k + kPrefetchAhead;
+      prefetch_rows(Y, ld, p, i[next], j[next]);
+    }
+    const int64_t t = at ? at[k] : k;
+    out[t] = row_distance(Y + i[t] * ld, Y + j[t] * ld, p, metric);
   }
 }
 
@@ -145,7 +169,7 @@ template <typename T>
 void neural_distances_impl(const T* Y, int64_t n, int64_t p, int64_t ld, const int64_t* i, const int64_t* j,
                            int64_t B, Metric metric, bool parallel, double* out) {
   // norm_diff: every row norm once when that reads less than the pairs would, else per pair.
-  if (metric != Metric::norm_diff || n > 2 * B) return over_pairs(Y, ld, p, i, j, B, metric, parallel, out);
+  if (metric != Metric::norm_diff || n > 2 * B) return over_pairs(Y, n, ld, p, i, j, B, metric, parallel, out);
   std::vector<double> norms(n);
 #pragma omp parallel for schedule(static) if (parallel && n * p > kParallelWork)
   for (int64_t r = 0; r < n; ++r) norms[r] = row_norm(Y + r * ld, p);

@@ -191,6 +191,7 @@ def _mlem(args, verbose=False):
     from .mlem import MLEM
     return MLEM(interactions=args.interactions, n_permutations=args.n_permutations, distance=args.distance,
                 random_state=args.seed, verbose=verbose, soft_rank_strength=args.soft_rank_strength,
+                weights_from=getattr(args, "weights_from", "average"),
                 **{name: getattr(args, name) for name in ("batch_size", "max_steps", "memory") if name in args})
 
 
@@ -201,6 +202,9 @@ def _add_model_options(parser, distances=None):
                         help="permutations per feature (default 5)")
     parser.add_argument("--soft-rank-strength", type=_strength, default=1.0, metavar="S",
                         help="1.0 (reference) or 'auto' (loss tracks Spearman)")
+    parser.add_argument("--weights-from", choices=("average", "best", "last"), default="average",
+                        help="weights fit returns: mean over the last patience + 1 steps (default), the best "
+                        "batch's, or the last step's (the reference's)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars (they are off anyway when stderr "
                         "is not a terminal, e.g. in a batch job's log)")
