@@ -181,6 +181,21 @@ PYBIND11_MODULE(_core, mod) {
     { py::gil_scoped_release r; h.source.distances(i.data(), j.data(), B, std::nan(""), true, out.mutable_data()); }
     return out;
   });
+  mod.def("largest_magnitude_bits", [](py::array Y) {
+    const auto size = Y.itemsize();
+    check::ndim(Y, 2, "Y");
+    check::require(Y.dtype().kind() == 'f' && (size == 2 || size == 4 || size == 8),
+                   "largest_magnitude_bits: Y must be float16, float32 or float64");
+    const int64_t rows = Y.shape(0), cols = Y.shape(1);
+    check::require((cols <= 1 || Y.strides(1) == size) && Y.strides(0) >= 0 && Y.strides(0) % size == 0,
+                   "largest_magnitude_bits: Y needs unit column stride and a non-negative row stride");
+    const int64_t ld = Y.strides(0) / size;
+    const void* data = Y.data();
+    py::gil_scoped_release r;
+    if (size == 2) return fastmlem::largest_magnitude_bits(static_cast<const uint16_t*>(data), rows, cols, ld);
+    if (size == 4) return fastmlem::largest_magnitude_bits(static_cast<const uint32_t*>(data), rows, cols, ld);
+    return fastmlem::largest_magnitude_bits(static_cast<const uint64_t*>(data), rows, cols, ld);
+  });
   mod.def("condensed_from_gram", [](py::array G, dArr sq, int64_t r0, bool cosine,
                                     py::array_t<double, py::array::c_style> out) {
     const int64_t n = sq.shape(0), rows = G.ndim() == 2 ? G.shape(0) : -1;

@@ -81,6 +81,13 @@ void neural_distances(const float* Y, int64_t n, int64_t p, int64_t ld, const in
 void neural_distances(const double* Y, int64_t n, int64_t p, int64_t ld, const int64_t* i, const int64_t* j, int64_t B,
                       Metric metric, double* out, bool parallel = true);
 
+// The largest |y| of Y (rows, cols), row stride ld elements, as the bits of y with the sign cleared
+// (for IEEE floats, integer order of those bits is magnitude order, inf and NaN last): one read of
+// Y, threads across rows. T is the unsigned integer of Y's width (float16, float32, float64).
+uint64_t largest_magnitude_bits(const uint16_t* Y, int64_t rows, int64_t cols, int64_t ld);
+uint64_t largest_magnitude_bits(const uint32_t* Y, int64_t rows, int64_t cols, int64_t ld);
+uint64_t largest_magnitude_bits(const uint64_t* Y, int64_t rows, int64_t cols, int64_t ld);
+
 // Where MLEM's neural targets come from: a condensed RDM (rdm != nullptr), or rows of Y gathered
 // per pair (Y of itemsize 2 = float16, 4, 8). The caller owns the memory.
 struct NeuralSource {

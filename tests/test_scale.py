@@ -205,6 +205,14 @@ def test_largest_magnitude_by_bits_equals_abs_max(dtype):
         b = a.copy()
         b[500] = bad
         assert not np.isfinite(_largest_magnitude(b))
+    # 2-D (the compiled, threaded pass): contiguous, rows of a wider array, one column, a remainder
+    wide = np.tile(a, 3).reshape(30, 100)
+    for view in (a.reshape(40, 25), wide[:, 7:93], wide[:, 50:51], a[:999].reshape(37, 27), wide[::-1][::-1]):
+        assert _largest_magnitude(view) == float(np.abs(view.astype(np.float64)).max())
+        for bad in (np.nan, np.inf):
+            b = view.copy()
+            b[-1, -1] = bad
+            assert not np.isfinite(_largest_magnitude(b))
 
 
 def test_float16_extremes_give_exact_distances():
@@ -231,3 +239,10 @@ def test_representations_over_2_to_the_31_elements(tmp_path):
     Y[n - 3, :4] = 2.0
     d = ops.neural_distances(Y, [n - 1, n - 1, 0], [0, n - 3, n - 3], "euclidean")
     np.testing.assert_array_equal(d, [32.0, np.sqrt(1020 + 4), 4.0])
+
+
+def test_largest_magnitude_binding_checks_its_input():
+    from fastmlem import _core
+    for bad in (np.ones(5), np.ones((2, 3), dtype=np.int32), np.ones((4, 4))[::-1], np.ones((4, 6))[:, ::2]):
+        with pytest.raises(ValueError):
+            _core.largest_magnitude_bits(bad)

@@ -116,6 +116,31 @@ FASTMLEM_CLONES double row_distance(const double* a, const double* b, int64_t p,
   return row_distance_impl(a, b, p, metric);
 }
 
+template <typename U>
+inline uint64_t largest_bits_impl(const U* Y, int64_t rows, int64_t cols, int64_t ld) {
+  constexpr U kMagnitude = static_cast<U>(static_cast<U>(~U(0)) >> 1);  // (~ promotes uint16_t to int)
+  U best = 0;
+#pragma omp parallel for schedule(static) reduction(max : best) if (rows * cols > (int64_t(1) << 22))
+  for (int64_t r = 0; r < rows; ++r) {
+    const U* row = Y + r * ld;
+    U top = 0;
+#pragma omp simd reduction(max : top)
+    for (int64_t c = 0; c < cols; ++c) top = std::max<U>(top, row[c] & kMagnitude);
+    best = std::max(best, top);
+  }
+  return best;
+}
+
+FASTMLEM_CLONES uint64_t largest_bits(const uint16_t* Y, int64_t rows, int64_t cols, int64_t ld) {
+  return largest_bits_impl(Y, rows, cols, ld);
+}
+FASTMLEM_CLONES uint64_t largest_bits(const uint32_t* Y, int64_t rows, int64_t cols, int64_t ld) {
+  return largest_bits_impl(Y, rows, cols, ld);
+}
+FASTMLEM_CLONES uint64_t largest_bits(const uint64_t* Y, int64_t rows, int64_t cols, int64_t ld) {
+  return largest_bits_impl(Y, rows, cols, ld);
+}
+
 constexpr int64_t kParallelWork = int64_t(1) << 22;  // elements read; below this OpenMP costs more
 constexpr int64_t kPrefetchAhead = 4;                  // pairs ahead whose rows are prefetched
 
@@ -177,6 +202,16 @@ void neural_distances_impl(const T* Y, int64_t n, int64_t p, int64_t ld, const i
 }
 
 }  // namespace
+
+uint64_t largest_magnitude_bits(const uint16_t* Y, int64_t rows, int64_t cols, int64_t ld) {
+  return largest_bits(Y, rows, cols, ld);
+}
+uint64_t largest_magnitude_bits(const uint32_t* Y, int64_t rows, int64_t cols, int64_t ld) {
+  return largest_bits(Y, rows, cols, ld);
+}
+uint64_t largest_magnitude_bits(const uint64_t* Y, int64_t rows, int64_t cols, int64_t ld) {
+  return largest_bits(Y, rows, cols, ld);
+}
 
 void neural_distances(const uint16_t* Y, int64_t n, int64_t p, int64_t ld, const int64_t* i, const int64_t* j,
                       int64_t B, Metric metric, double* out, bool parallel) {

@@ -10,7 +10,7 @@ import warnings
 import numpy as np
 import pandas as pd
 
-from . import _validate
+from . import _backend, _validate
 
 MIN_STIMULI = 3
 
@@ -196,6 +196,9 @@ def _largest_magnitude(a, xp=np):
     if a.size == 0:
         return 0.0
     uint, mask = _MAGNITUDE_BITS[a.dtype.itemsize]
+    if xp is np and a.ndim == 2 and (a.shape[1] <= 1 or a.strides[1] == a.itemsize) and a.strides[0] >= 0 \
+            and a.strides[0] % a.itemsize == 0 and _backend.core is not None:  # one compiled, threaded read
+        return float(np.array([_backend.core.largest_magnitude_bits(a)], dtype=uint).view(a.dtype)[0])
     bits = xp.ascontiguousarray(a).view(uint) & uint(mask)
     return float(bits.max().reshape(1).view(a.dtype)[0])
 
