@@ -2,16 +2,18 @@
 
     python bench/bench_scale.py [--sizes 1000,10000,100000,1000000] [--dtypes float32,float16]
                                 [--dims 768] [--reference-python /path/to/venv/bin/python]
-                                [--recovery SEEDS]
+                                [--batch B] [--recovery SEEDS]
 
 For each (n, dtype), in its own process (so that peak memory is its own): fit + score with the
-defaults (seed 0, 8 binary features), the time of one fused training step and one importance
-batch, and the floor of a sampled-pair step: B * 2 * h * bytes over this machine's copy bandwidth,
+defaults (seed 0, 8 binary features), the time of one fused training step and of one importance
+batch (a fresh batch of pairs, baseline and one permuted column; 8 batches on all threads, / 8),
+and the floor of a sampled-pair batch: B * 2 * h * bytes over this machine's copy bandwidth,
 measured in the same run. "RDM" says whether the cost model built the condensed RDM (then steps are
 look-ups, not gathers, and the floor does not apply). Peak RSS growth is over the process after Y
 is loaded. With --reference-python (a Python where the authors' `mlem` imports), the reference
 runs on the same files with the same batch size, and the ratio is its fit + score time over ours.
 
+--batch B: this batch size for both packages instead of the estimated one.
 --recovery SEEDS: instead, weight recovery |w - w*| (mean and spread over seeds 0..SEEDS-1, the
 planted weights w* of make_files) for each MLEM(weights_from=...) and the reference, defaults.
 """
@@ -95,7 +97,7 @@ def run_ours(folder, batch):
     w = model.weights_
     step_s = float(np.median([_timed(lambda s=s: step(s, w, np.inf, -np.inf)) for s in range(15)]))
     imp_s = float(np.median([_timed(lambda s=s: ops.permutation_importance(
-        model.X_, targets, w, False, 0.0, model.batch_size_, 1, s, 2, 1)) for s in range(5)]))
+        model.X_, targets, w, False, 0.0, model.batch_size_, 1, s, 2, 1)) for s in range(5)])) / len(w)
     return dict(fit=t_fit, score=t_score, steps=model.n_steps_, batch=model.batch_size_, step=step_s,
                 importance=imp_s, rdm=model._rdm is not None, rss=max(0, peak - base_rss),
                 weights=model.weights_.tolist())
@@ -135,6 +137,9 @@ def recovery(args):
                 batch = MLEM(random_state=0).estimate_batch_size(pd.read_csv(os.path.join(folder, "features.csv")))
                 ours = child(sys.executable, "recovery", folder, batch)
                 ref = child(args.reference_python, "reference", folder, batch) if args.reference_python else {}
+            if "error" in ours:
+                print(f"    fastmlem failed (n = {n}, seed {seed}): {ours['error']}")
+                continue
             for rule in rules[:3]:
                 errors[rule].append(np.linalg.norm(np.array(ours[rule]) - w_true))
             if "weights" in ref:
@@ -156,6 +161,7 @@ def main():
     ap.add_argument("--dtypes", default="float32,float16")
     ap.add_argument("--dims", type=int, default=768)
     ap.add_argument("--reference-python", default=None)
+    ap.add_argument("--batch", type=int, default=None, help="batch size for both (default: estimated)")
     ap.add_argument("--recovery", type=int, default=0, metavar="SEEDS")
     ap.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -171,7 +177,7 @@ def main():
     print(f"copy bandwidth (read + write): {bandwidth / 1e9:.1f} GB/s; h = {args.dims}; defaults, seed 0, "
           f"{M} binary features")
     head = (f"{'n':>9} {'dtype':>8} {'batch':>7} {'RDM':>4} {'steps':>5} {'fit s':>7} {'score s':>7} "
-            f"{'step ms':>8} {'floor ms':>8} {'floor %':>7} {'imp ms':>7} {'RSS+ MB':>8} {'ref s':>8} {'ratio':>6} "
+            f"{'step ms':>8} {'floor ms':>8} {'floor %':>7} {'imp ms':>7} {'imp %':>5} {'RSS+ MB':>8} {'ref s':>8} {'ratio':>6} "
             f"{'|w-w*|':>6} {'ref':>6}")
     print(head)
     for n in [int(float(s)) for s in args.sizes.split(",")]:
@@ -179,7 +185,7 @@ def main():
             with tempfile.TemporaryDirectory() as folder:
                 w_true = make_files(folder, n, args.dims, dtype)
                 X = pd.read_csv(os.path.join(folder, "features.csv"))
-                batch = MLEM(random_state=0).estimate_batch_size(X)  # both packages get this batch size
+                batch = args.batch or MLEM(random_state=0).estimate_batch_size(X)  # both packages get it
                 ours = child(sys.executable, "ours", folder, batch)
                 ref = child(args.reference_python, "reference", folder, batch) if args.reference_python else {}
             if "error" in ours:
@@ -191,13 +197,14 @@ def main():
             err = np.linalg.norm(np.array(ours["weights"]) - w_true)
             ref_err = np.linalg.norm(np.array(ref["weights"]) - w_true) if "weights" in ref else np.nan
             share = "" if ours["rdm"] else f"{100 * floor / ours['step']:.0f}"
+            imp_share = "" if ours["rdm"] else f"{100 * floor / ours['importance']:.0f}"
             print(f"{n:>9} {dtype:>8} {batch:>7} {'yes' if ours['rdm'] else 'no':>4} {ours['steps']:>5} "
                   f"{ours['fit']:>7.2f} {ours['score']:>7.2f} {ours['step'] * 1e3:>8.2f} {floor * 1e3:>8.2f} "
-                  f"{share:>7} {ours['importance'] * 1e3:>7.2f} {ours['rss'] / 2**20:>8.0f} {ref_s:>8.2f} "
+                  f"{share:>7} {ours['importance'] * 1e3:>7.2f} {imp_share:>5} {ours['rss'] / 2**20:>8.0f} {ref_s:>8.2f} "
                   f"{ref_s / total:>6.1f} {err:>6.3f} {ref_err:>6.3f}", flush=True)
             if "error" in ref:
                 print(f"    reference failed: {ref['error']}")
-    print("floor = B x 2 x h x bytes / copy bandwidth (gathers only); floor % = floor / measured step;"
+    print("floor = B x 2 x h x bytes / copy bandwidth (gathers only); floor % = floor / measured step (imp %: per importance batch);"
           " ratio = reference (fit + score) / fastmlem (fit + score); |w-w*| = weight error vs the planted weights")
 
 

@@ -24,8 +24,11 @@ void feature_distances(const double* X, int64_t n, int64_t m, bool precomputed, 
                        int64_t B, bool interactions, double nan_to_num, double* out) {
   const int64_t q = interactions ? m * (m + 1) / 2 : m;
   OmpGuard guard;
-  // rows of a large X are cache misses (one per stimulus), so threads pay off from a few thousand pairs
-#pragma omp parallel if (B > 8192)
+  // rows of an X beyond the caches are misses (one per stimulus): threads pay off from a few thousand
+  // pairs there; a cache-resident X is cheaper than the parallel region (and than a stalled thread on a
+  // busy machine)
+  const bool misses = n * (precomputed ? n : 1) * m * static_cast<int64_t>(sizeof(double)) > (int64_t(1) << 25);
+#pragma omp parallel if (B > 262144 || (misses && B > 8192))
   {
     std::vector<double> d;
     const bool ready = guard.run([&] { d.resize(m); });

@@ -612,7 +612,8 @@ class MLEM(PairwiseModel):
             if stopping.update(score, params):
                 break
             adam.step(_shared.weights_vjp(params, m, kind, grad_w))
-            bar.set_postfix(score=f"{stopping.best:.4f}")
+            if self.verbose:
+                bar.set_postfix(score=f"{stopping.best:.4f}")
         self.params_ = stopping.best_state if self.weights_from == "best" else params
         w = {"best": lambda: _shared.weights(self.params_, m, kind), "last": lambda: recent[-1],
              "average": lambda: np.mean(recent, axis=0)}[self.weights_from]()
