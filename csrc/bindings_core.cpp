@@ -101,6 +101,18 @@ PYBIND11_MODULE(_core, mod) {
     { py::gil_scoped_release r; fastmlem::spearman(x.data(), y.data(), T, B, out.mutable_data()); }
     return out;
   });
+  mod.def("kendall_tau_a", [](dArr x, dArr y) {
+    check::require(x.ndim() >= 1 && x.shape(x.ndim() - 1) >= 2, "x must have at least one axis of length >= 2 "
+                   "(tau-a needs a pair); got shape " + check::shape_of(x));
+    check::require(x.shape(x.ndim() - 1) < (int64_t(1) << 32), "rows of 2^32 or more values are not supported");
+    check::shape(y, std::vector<int64_t>(x.shape(), x.shape() + x.ndim()), "y");
+    check::no_nan(x, "x");
+    check::no_nan(y, "y");
+    const int64_t B = x.shape(x.ndim() - 1), T = x.size() / B;
+    dArr out(T);
+    { py::gil_scoped_release r; fastmlem::kendall_tau_a(x.data(), y.data(), T, B, out.mutable_data()); }
+    return out;
+  });
   mod.def("soft_rank", [](dArr x, dArr eps, bool kl) {
     check::ndim(x, 2, "x");
     check::at_least(x.shape(1), 1, "B (row length of x)");

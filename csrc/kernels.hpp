@@ -45,6 +45,12 @@ void permutation_importance(const double* X, int64_t n, int64_t m, bool precompu
 // Exact Spearman correlation of T row pairs of length B.
 void spearman(const double* x, const double* y, int64_t T, int64_t B, double* out);
 
+// Kendall's tau-a of T row pairs of length B (2 <= B < 2^32; no NaN): (concordant - discordant)
+// / (B(B-1)/2), pairs counted exactly in 64-bit integers, O(B log B) per row (Knight's algorithm:
+// sort by (x, y), then count the inversions of y by a merge sort). OpenMP over rows, or over the
+// merges of one row when T == 1.
+void kendall_tau_a(const double* x, const double* y, int64_t T, int64_t B, double* out);
+
 }  // namespace fastmlem
 
 namespace fastmlem {

@@ -474,10 +474,13 @@ def test_kendall_tau_a_works_with_old_scipy_results(monkeypatch):
     new_kendalltau = scipy.stats.kendalltau
     monkeypatch.setattr(scipy.stats, "kendalltau",
                         lambda *a, **k: old(*tuple(new_kendalltau(*a, **k))[:2]))
+    from fastmlem import numpy_backend
+
     X, Y = data(n=12, seed=17)
     a, b = pdist(X), pdist(Y)
     i, j = np.triu_indices(a.size, 1)
     tau_a = np.sum(np.sign(a[i] - a[j]) * np.sign(b[i] - b[j])) / i.size
+    assert numpy_backend.kendall_tau_a(a, b) == pytest.approx(tau_a, rel=1e-9)  # the twin reads scipy's result
     assert get("rsa-euclidean-kendall-tau-a")(X, Y) == pytest.approx(tau_a, rel=1e-9)
 
 

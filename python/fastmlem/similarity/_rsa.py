@@ -127,47 +127,21 @@ def upper(D):
     return out
 
 
-def _tied_pairs(v) -> float:
-    """Number of tied pairs sum_g t_g (t_g - 1) / 2 of a vector (m,), from its compiled average
-    ranks: a group of t ties starting at position k has the rank k + (t - 1) / 2, so 2 x rank
-    is an integer that names the group and ``bincount`` gives every t in O(m)."""
-    from .. import ops
-
-    key = np.rint(2 * ops.rank_average(v)).astype(np.int64)
-    size = np.bincount(key)[key]
-    return float(size.sum() - v.size) / 2
-
-
-def _kendall_tau_a(a, b) -> float:
-    """(concordant - discordant) / (m(m-1)/2) over m pairs, from scipy's tau-b and tie counts.
-
-    ``kendalltau(a, b)[0]`` (not ``.statistic``) reads the result of old and new scipy alike.
-    """
-    from scipy.stats import kendalltau
-
-    m = a.size
-    total = m * (m - 1) / 2.0
-    ta, tb = _tied_pairs(a), _tied_pairs(b)
-    if ta == total or tb == total:
-        return 0.0
-    tau_b = kendalltau(a, b)[0]
-    return float(tau_b) * math.sqrt((total - ta) * (total - tb)) / total
-
-
 def rsa(X, Y, *, rdm_kind: str, compare_kind: str, grad: bool):
     """RSA score: ``compare_kind`` of the upper triangles of the ``rdm_kind`` RDMs of X and Y.
 
     Pearson and cosine work on the full (n, n) RDMs (no index arrays); Spearman ranks the
-    n(n-1)/2 dissimilarities with the compiled average-rank kernel (``fastmlem.ops.spearman``).
+    n(n-1)/2 dissimilarities with the compiled average-rank kernel (``fastmlem.ops.spearman``),
+    Kendall's tau-a counts their pairs with the compiled O(m log m) kernel
+    (``fastmlem.ops.kendall_tau_a``).
     """
     Dx = rdm(X, rdm_kind, "X")[0]
     Dy, cache = rdm(Y, rdm_kind, "Y")
     if compare_kind in DIFFERENTIABLE_COMPARES:
         value, G = _correlate(Dx, Dy, compare_kind == "pearson", grad=grad)
         return value, (rdm_vjp(Y, rdm_kind, cache, G) if grad else None)
-    a, b = upper(to_numpy(Dx)), upper(to_numpy(Dy))
-    if compare_kind == "spearman":
-        from .. import ops
+    from .. import ops
 
-        return float(ops.spearman(a, b)), None
-    return _kendall_tau_a(a, b), None
+    a, b = upper(to_numpy(Dx)), upper(to_numpy(Dy))
+    compare = ops.spearman if compare_kind == "spearman" else ops.kendall_tau_a
+    return float(compare(a, b)), None
