@@ -51,6 +51,16 @@ void spearman(const double* x, const double* y, int64_t T, int64_t B, double* ou
 // merges of one row when T == 1.
 void kendall_tau_a(const double* x, const double* y, int64_t T, int64_t B, double* out);
 
+// Moments of two RDMs over the pairs r < c, r0 <= r < r1, of n stimuli, from Gram blocks
+// Gx, Gy ((r1 - r0), n - r0) = Z[r0:r1] Z[r0:]^T and squared row norms sqx, sqy (n,): the
+// dissimilarities as condensed_from_gram forms them, accumulated into stats = (count, mean_a,
+// mean_b, centred sum of squares a, of b, centred sum of products) (Chan's update, row by row in
+// row order: the same result on any thread count). OpenMP over rows.
+void rdm_moments(const float* Gx, const double* sqx, const float* Gy, const double* sqy, int64_t r0, int64_t r1,
+                 int64_t n, bool cosine, double* stats);
+void rdm_moments(const double* Gx, const double* sqx, const double* Gy, const double* sqy, int64_t r0, int64_t r1,
+                 int64_t n, bool cosine, double* stats);
+
 }  // namespace fastmlem
 
 namespace fastmlem {

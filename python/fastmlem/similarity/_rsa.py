@@ -116,6 +116,50 @@ def _correlate(Dx, Dy, center: bool, *, grad: bool):
     return value, A
 
 
+def _gram_operand(Z, kind: str, what: str):
+    """The rows whose Gram gives the RDM: Z shifted as in :func:`rdm` (euclidean), or its unit
+    rows (cosine; row-centred first for correlation)."""
+    if kind == "euclidean":
+        return _shift(Z)
+    return _unit_rows(Z - Z.mean(axis=1, keepdims=True) if kind == "correlation" else Z, what, kind)[0]
+
+
+def pair_moments(X, Y, kind: str, block_bytes: int = 2**24):
+    """Moments of the ``kind`` RDMs of host X (n, p) and Y (n, q) over the n(n-1)/2 pairs, without
+    the (n, n) RDMs: Gram blocks Z[r0:r1] Z[r0:]ᵀ (BLAS, in the input dtype, of at most
+    ``block_bytes``) feed the compiled ``rdm_moments``, which forms each row's dissimilarities
+    and accumulates (count, mean_a, mean_b, centred sum of squares of a and of b, centred sum of
+    products) (6,).  Squared norms come from the Grams' diagonals (blocks last first), so
+    coinciding stimuli are exactly 0 apart."""
+    from .._backend import require_core
+
+    A, B = _gram_operand(X, kind, "X"), _gram_operand(Y, kind, "Y")
+    n = A.shape[0]
+    sqa, sqb, stats = np.empty(n), np.empty(n), np.zeros(6)
+    rows = max(1, block_bytes // (max(A.itemsize, B.itemsize) * n))
+    for r0 in reversed(range(0, n, rows)):
+        r1 = min(n, r0 + rows)
+        Ga, Gb = A[r0:r1] @ A[r0:].T, B[r0:r1] @ B[r0:].T
+        if Ga.dtype != Gb.dtype:
+            Ga, Gb = Ga.astype(np.float64), Gb.astype(np.float64)
+        sqa[r0:r1], sqb[r0:r1] = np.diagonal(Ga[:, :r1 - r0]), np.diagonal(Gb[:, :r1 - r0])
+        require_core().rdm_moments(Ga, sqa, Gb, sqb, r0, kind != "euclidean", stats)
+    return stats
+
+
+def _correlation_from_moments(stats, center: bool) -> float:
+    """Pearson (``center``) or cosine similarity of the two RDM vectors from :func:`pair_moments`."""
+    m, ma, mb, saa, sbb, sab = (float(v) for v in stats)
+    if not center:
+        saa, sbb, sab = saa + m * ma * ma, sbb + m * mb * mb, sab + m * ma * mb
+    for s2, mean in ((saa, ma), (sbb, mb)):
+        noise = m * (abs(mean) * 2.0**-40) ** 2 if center else 0.0  # a spread of rounding size
+        if s2 <= noise:
+            raise ValueError("an RDM has no variation across stimulus pairs (all dissimilarities "
+                             "equal), so its correlation with another RDM is undefined.")
+    return sab / math.sqrt(saa * sbb)
+
+
 def upper(D):
     """Upper triangle (i < j, row by row) of a host (n, n) array: (n(n-1)/2,) vector."""
     n = D.shape[0]
@@ -130,11 +174,14 @@ def upper(D):
 def rsa(X, Y, *, rdm_kind: str, compare_kind: str, grad: bool):
     """RSA score: ``compare_kind`` of the upper triangles of the ``rdm_kind`` RDMs of X and Y.
 
-    Pearson and cosine work on the full (n, n) RDMs (no index arrays); Spearman ranks the
+    Pearson and cosine values of host arrays come from :func:`pair_moments` (no (n, n) RDM);
+    their gradients, and cupy arrays, work on the full (n, n) RDMs; Spearman ranks the
     n(n-1)/2 dissimilarities with the compiled average-rank kernel (``fastmlem.ops.spearman``),
     Kendall's tau-a counts their pairs with the compiled O(m log m) kernel
     (``fastmlem.ops.kendall_tau_a``).
     """
+    if compare_kind in DIFFERENTIABLE_COMPARES and not grad and get_array_module(X, Y) is np:
+        return _correlation_from_moments(pair_moments(X, Y, rdm_kind), compare_kind == "pearson"), None
     Dx = rdm(X, rdm_kind, "X")[0]
     Dy, cache = rdm(Y, rdm_kind, "Y")
     if compare_kind in DIFFERENTIABLE_COMPARES:
