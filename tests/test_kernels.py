@@ -72,6 +72,19 @@ def test_rank_average_matches_scipy_with_ties():
     np.testing.assert_array_equal(ops.rank_average(np.ones(3)), [2.0, 2.0, 2.0])
 
 
+@pytest.mark.parametrize("crowded", [0, 8000, 60000])
+def test_rank_average_of_long_rows_matches_scipy(crowded):
+    """Rows of 65,536+ values sort on keys spread over [min, max]: a crowd of values 2^-40 apart
+    shares keys (8,000 of 70,000), and a crowd of 60,000 falls back to float keys (colliding too)."""
+    rng = np.random.default_rng(crowded)
+    x = rng.normal(size=70_000)
+    x[:crowded] = 1.0 + rng.integers(0, 50, crowded) * 2.0**-40
+    x[-5:] = [0.0, -0.0, 0.0, -1e6, 1e6]
+    np.testing.assert_array_equal(ops.rank_average(x), rankdata(x))
+    y = x + rng.normal(size=x.size)
+    assert ops.spearman(x, y) == pytest.approx(spearmanr(x, y)[0], abs=1e-13)
+
+
 def test_spearman_matches_scipy_batched():
     rng = np.random.default_rng(2)
     x = rng.normal(size=(20, 300))

@@ -229,6 +229,36 @@ def test_rsa_matches_scipy(rdm, metric):
     assert get(f"rsa-{rdm}-kendall-tau-a")(X, Y) == pytest.approx(tau_a, rel=1e-9)
 
 
+@pytest.mark.parametrize("rdm, metric", [("euclidean", "euclidean"), ("correlation", "correlation"),
+                                          ("cosine", "cosine")])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_rsa_pair_moments_in_blocks_match_scipy(rdm, metric, dtype):
+    """The Pearson / cosine values come from Gram row blocks (here many small ones) without the
+    (n, n) RDMs: moments equal those of scipy's condensed distances."""
+    from fastmlem.similarity._rsa import pair_moments
+
+    X, Y = data(n=37, seed=3)
+    X, Y = X.astype(dtype), Y.astype(dtype)
+    a, b = pdist(X.astype(np.float64), metric), pdist(Y.astype(np.float64), metric)
+    want = [a.size, a.mean(), b.mean(), ((a - a.mean()) ** 2).sum(), ((b - b.mean()) ** 2).sum(),
+            ((a - a.mean()) * (b - b.mean())).sum()]
+    tol = 1e-12 if dtype == np.float64 else 1e-5
+    for block_bytes in (1, 37 * 8 * 5, 2**24):  # one row, 5 rows (uneven), all rows per block
+        np.testing.assert_allclose(pair_moments(X, Y, rdm, block_bytes), want, rtol=tol)
+    value, _ = get(f"rsa-{rdm}-pearson").value_and_grad(X, Y)  # the full-RDM route
+    assert get(f"rsa-{rdm}-pearson")(X, Y) == pytest.approx(value, rel=tol)
+    assert get(f"rsa-{rdm}-cosine")(X, Y) == pytest.approx(a @ b / np.linalg.norm(a) / np.linalg.norm(b), rel=tol)
+
+
+def test_rsa_of_an_rdm_without_variation_raises():
+    X = np.eye(12)  # a simplex: every pair of stimuli sqrt(2) apart
+    Y = data(n=12, seed=4)[0]
+    for args in ((X, Y), (Y, X)):
+        with pytest.raises(ValueError, match="no variation"):
+            get("rsa-euclidean-pearson")(*args)
+    assert get("rsa-euclidean-cosine")(X, Y) > 0  # cosine of a constant RDM is defined
+
+
 def test_kendall_tau_a_with_ties():
     X = np.repeat(np.arange(4.0), 3)[:, None] * np.array([[1.0, 0.0]])  # many tied distances
     Y = np.random.default_rng(1).integers(0, 3, (12, 2)).astype(float)
