@@ -192,6 +192,8 @@ def measure_rows(size, args, torch):
         m = similarity.get(name)
         exact = m(X64, Y64)
         for dtype, X, Y in (("float32", X32, Y32), ("float64", X64, Y64)):
+            if dtype not in args.dtypes:
+                continue
             Xf, Yf = X, Y
             if args.gpu:
                 import cupy as cp
@@ -302,6 +304,7 @@ def main():
     ap.add_argument("--kendall-max-n", type=int, default=5000)
     ap.add_argument("--rsatoolbox-kendall-max-n", type=int, default=5000,
                     help="rsatoolbox's tau-a is skipped above this n")
+    ap.add_argument("--dtypes", nargs="*", default=["float32", "float64"], choices=["float32", "float64"])
     ap.add_argument("--no-rsa", action="store_true")
     ap.add_argument("--rsa-measures", nargs="*", default=RSA_MEASURES, help="RSA rows to run")
     ap.add_argument("--measures", nargs="*", default=MEASURES)

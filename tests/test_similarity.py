@@ -445,6 +445,26 @@ def test_float32_input_is_computed_in_float32_within_bounds(i):
         assert np.linalg.norm(G - G64) <= 1e-4 * np.linalg.norm(G64)
 
 
+@pytest.mark.parametrize("i", ["nbs", "procrustes-angular"])
+def test_gradient_from_uncentred_data_equals_the_centred_one(i):
+    """NBS / Procrustes form their gradient from the uncentred data (corrected by a rank-one
+    term): equal to the gradient of the centred data, in float64 at an offset of 50 x the spread,
+    and in float32 at 1.5 x (lazily) and 30 x (centred first)."""
+    m = get(i)
+    X, Y = data(n=200, p=12, q=9, seed=21)
+    Xc, Yc = X - X.mean(axis=0), Y - Y.mean(axis=0)
+    value, G = m.value_and_grad(Xc, Yc)
+    offset_value, offset_G = m.value_and_grad(Xc + 50 * Xc.std(axis=0), Yc - 50 * Yc.std(axis=0))
+    assert offset_value == pytest.approx(value, rel=1e-10)
+    np.testing.assert_allclose(offset_G, G, rtol=0, atol=1e-10 * np.abs(G).max())
+    for k in (1.5, 30):
+        X32 = (Xc + k * Xc.std(axis=0)).astype(np.float32)
+        Y32 = (Yc - k * Yc.std(axis=0)).astype(np.float32)
+        G32 = m.grad(X32, Y32)
+        assert G32.dtype == np.float32
+        np.testing.assert_allclose(G32, G, rtol=0, atol=4e-5 * np.abs(G).max())  # float32 rounding: ~1e-5
+
+
 def test_ill_conditioned_float32_whitening_falls_back_to_float64():
     """Units 1e3 apart in scale: whitening float32 Grams would lose digits, so CCA redoes the
     work in float64 and matches the float64 result of the same (float32-rounded) data."""
