@@ -250,6 +250,32 @@ def test_rsa_pair_moments_in_blocks_match_scipy(rdm, metric, dtype):
     assert get(f"rsa-{rdm}-cosine")(X, Y) == pytest.approx(a @ b / np.linalg.norm(a) / np.linalg.norm(b), rel=tol)
 
 
+@pytest.mark.parametrize("rdm, metric", [("euclidean", "euclidean"), ("correlation", "correlation"),
+                                          ("cosine", "cosine")])
+def test_rsa_condensed_rdm_in_blocks_matches_scipy_with_exact_ties(rdm, metric):
+    """The rank comparisons read the RDM's upper triangle built from Gram row blocks: equal to
+    scipy's pdist in any block size, duplicated stimuli exactly 0 apart, and the distances that
+    duplicates make equal exactly tied (scipy's differ by rounding: rounded to 12 digits here)."""
+    from fastmlem.similarity._rsa import condensed_rdm
+
+    rng = np.random.default_rng(22)
+    X = rng.integers(-3, 4, (30, 5)).astype(float) + 10.0 if rdm == "euclidean" else rng.normal(size=(30, 5))
+    X[20:] = X[:10]  # duplicated stimuli
+    want = pdist(X, metric)
+    duplicates = np.flatnonzero(np.all(np.equal(*(X[i] for i in np.triu_indices(30, 1))), axis=1))
+    assert duplicates.size == 10
+    for block_bytes in (1, 30 * 8 * 7, 2**24):
+        got = condensed_rdm(X, rdm, "X", block_bytes)
+        np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12 * want.max())
+        assert np.all(got[duplicates] == 0)
+    Y = rng.normal(size=(30, 4))
+    a, b = np.round(want, 12), pdist(Y, metric)
+    k, l = np.triu_indices(a.size, 1)
+    tau_a = np.sum(np.sign(a[k] - a[l]) * np.sign(b[k] - b[l])) / k.size
+    assert get(f"rsa-{rdm}-kendall-tau-a")(X, Y) == pytest.approx(tau_a, rel=1e-12)
+    assert get(f"rsa-{rdm}-spearman")(X, Y) == pytest.approx(spearmanr(a, b)[0], rel=1e-12)
+
+
 def test_rsa_of_an_rdm_without_variation_raises():
     X = np.eye(12)  # a simplex: every pair of stimuli sqrt(2) apart
     Y = data(n=12, seed=4)[0]
