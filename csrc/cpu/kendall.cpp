@@ -10,6 +10,9 @@
 namespace fastmlem {
 namespace {
 
+// t(t - 1) / 2 without overflow for any t < 2^32.
+inline int64_t pairs_of(int64_t t) { return t % 2 ? t * ((t - 1) / 2) : (t / 2) * (t - 1); }
+
 // Sorts x (B,) and calls group(order, s, e, r) for each run order[s..e-1] of equal values in the
 // sort order, r = 0, 1, ... (buf: the sort buffers, reused between calls). Returns the
 // number of tied pairs, sum over runs of t(t - 1) / 2, and the number of runs.
@@ -22,7 +25,7 @@ int64_t equal_runs(const double* x, int64_t B, RankBuffers& buf, int64_t* runs, 
   for (int64_t s = 0; s < B; ++r) {
     int64_t e = s + 1;
     while (e < B && key[e] == key[s] && x[idx[e]] == x[idx[s]]) ++e;
-    tied += (e - s) * (e - s - 1) / 2;
+    tied += pairs_of(e - s);
     group(idx, s, e, static_cast<uint32_t>(r));
     s = e;
   }
@@ -117,13 +120,13 @@ double tau_a_row(const double* a, const double* b, int64_t B, bool parallel, Tau
   for (int64_t s = 0; s < B;) {
     int64_t e = s + 1;
     while (e < B && ab[e] == ab[s]) ++e;
-    tied_ab += (e - s) * (e - s - 1) / 2;
+    tied_ab += pairs_of(e - s);
     for (int64_t t = s; t < e; ++t) y[t] = static_cast<uint32_t>(ab[t]);
     s = e;
   }
   // in (a, b) order an inversion of y is a pair with a_k < a_l and b_k > b_l: a discordant one
   const int64_t discordant = inversions(y, w.tmp.data(), B, parallel);
-  const int64_t total = B * (B - 1) / 2;
+  const int64_t total = pairs_of(B);
   const int64_t concordant = total - tied_a - tied_b + tied_ab - discordant;
   return static_cast<double>(concordant - discordant) / static_cast<double>(total);
 }
