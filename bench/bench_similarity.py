@@ -192,6 +192,8 @@ def measure_rows(size, args, torch):
         m = similarity.get(name)
         exact = m(X64, Y64)
         for dtype, X, Y in (("float32", X32, Y32), ("float64", X64, Y64)):
+            if dtype not in args.dtypes:
+                continue
             Xf, Yf = X, Y
             if args.gpu:
                 import cupy as cp
@@ -267,7 +269,7 @@ def rsa_rows(args, torch):
         print(head + "\n" + "-" * len(head))
         X32, Y32 = X.astype(np.float32), Y.astype(np.float32)
         repeat = args.repeat if n < 5000 else min(args.repeat, 3)
-        for name in RSA_MEASURES:
+        for name in args.rsa_measures:
             m = similarity.get(name)
             if "kendall" in name and n > args.kendall_max_n:
                 print(f"{name:29s} skipped above n={args.kendall_max_n} (--kendall-max-n)")
@@ -302,7 +304,9 @@ def main():
     ap.add_argument("--kendall-max-n", type=int, default=5000)
     ap.add_argument("--rsatoolbox-kendall-max-n", type=int, default=5000,
                     help="rsatoolbox's tau-a is skipped above this n")
+    ap.add_argument("--dtypes", nargs="*", default=["float32", "float64"], choices=["float32", "float64"])
     ap.add_argument("--no-rsa", action="store_true")
+    ap.add_argument("--rsa-measures", nargs="*", default=RSA_MEASURES, help="RSA rows to run")
     ap.add_argument("--measures", nargs="*", default=MEASURES)
     ap.add_argument("--gpu", action="store_true", help="run fastmlem on cupy arrays")
     ap.add_argument("--threads", type=int, default=None,

@@ -101,6 +101,18 @@ PYBIND11_MODULE(_core, mod) {
     { py::gil_scoped_release r; fastmlem::spearman(x.data(), y.data(), T, B, out.mutable_data()); }
     return out;
   });
+  mod.def("kendall_tau_a", [](dArr x, dArr y) {
+    check::require(x.ndim() >= 1 && x.shape(x.ndim() - 1) >= 2, "x must have at least one axis of length >= 2 "
+                   "(tau-a needs a pair); got shape " + check::shape_of(x));
+    check::require(x.shape(x.ndim() - 1) < (int64_t(1) << 32), "rows of 2^32 or more values are not supported");
+    check::shape(y, std::vector<int64_t>(x.shape(), x.shape() + x.ndim()), "y");
+    check::no_nan(x, "x");
+    check::no_nan(y, "y");
+    const int64_t B = x.shape(x.ndim() - 1), T = x.size() / B;
+    dArr out(T);
+    { py::gil_scoped_release r; fastmlem::kendall_tau_a(x.data(), y.data(), T, B, out.mutable_data()); }
+    return out;
+  });
   mod.def("soft_rank", [](dArr x, dArr eps, bool kl) {
     check::ndim(x, 2, "x");
     check::at_least(x.shape(1), 1, "B (row length of x)");
@@ -210,6 +222,28 @@ PYBIND11_MODULE(_core, mod) {
       dArr g = dArr::ensure(G);
       py::gil_scoped_release r;
       fastmlem::condensed_from_gram(g.data(), sq.data(), r0, r0 + rows, n, cosine, dst);
+    }
+  });
+  mod.def("rdm_moments", [](py::array Gx, dArr sqx, py::array Gy, dArr sqy, int64_t r0, bool cosine,
+                            py::array_t<double, py::array::c_style> stats) {
+    const int64_t n = sqx.shape(0), rows = Gx.ndim() == 2 ? Gx.shape(0) : -1;
+    check::require(Gx.ndim() == 2 && r0 >= 0 && r0 + rows <= n && Gx.shape(1) == n - r0 && sqx.ndim() == 1,
+                   "rdm_moments: need Gx (rows, n - r0) and sqx (n,)");
+    check::shape(Gy, {rows, n - r0}, "Gy");
+    check::shape(sqy, {n}, "sqy");
+    check::shape(stats, {6}, "stats");
+    check::require(Gx.dtype().is(Gy.dtype()), "Gx and Gy must have one dtype");
+    double* st = stats.mutable_data();
+    if (Gx.dtype().is(py::dtype::of<float>())) {
+      using fArr = py::array_t<float, py::array::c_style>;
+      auto gx = fArr::ensure(Gx), gy = fArr::ensure(Gy);
+      py::gil_scoped_release r;
+      fastmlem::rdm_moments(gx.data(), sqx.data(), gy.data(), sqy.data(), r0, r0 + rows, n, cosine, st);
+    } else {
+      dArr gx = dArr::ensure(Gx), gy = dArr::ensure(Gy);
+      check::require(gx && gy, "Gx and Gy must be float32 or float64");
+      py::gil_scoped_release r;
+      fastmlem::rdm_moments(gx.data(), sqx.data(), gy.data(), sqy.data(), r0, r0 + rows, n, cosine, st);
     }
   });
   mod.def("permutation_importance", [](dArr X, py::array targets, const std::string& metric, dArr w, bool interactions,

@@ -45,6 +45,22 @@ void permutation_importance(const double* X, int64_t n, int64_t m, bool precompu
 // Exact Spearman correlation of T row pairs of length B.
 void spearman(const double* x, const double* y, int64_t T, int64_t B, double* out);
 
+// Kendall's tau-a of T row pairs of length B (2 <= B < 2^32; no NaN): (concordant - discordant)
+// / (B(B-1)/2), pairs counted exactly in 64-bit integers, O(B log B) per row (Knight's algorithm:
+// sort by (x, y), then count the inversions of y by a merge sort). OpenMP over rows, or over the
+// merges of one row when T == 1.
+void kendall_tau_a(const double* x, const double* y, int64_t T, int64_t B, double* out);
+
+// Moments of two RDMs over the pairs r < c, r0 <= r < r1, of n stimuli, from Gram blocks
+// Gx, Gy ((r1 - r0), n - r0) = Z[r0:r1] Z[r0:]^T and squared row norms sqx, sqy (n,): the
+// dissimilarities as condensed_from_gram forms them, accumulated into stats = (count, mean_a,
+// mean_b, centred sum of squares a, of b, centred sum of products) (Chan's update, row by row in
+// row order: the same result on any thread count). OpenMP over rows.
+void rdm_moments(const float* Gx, const double* sqx, const float* Gy, const double* sqy, int64_t r0, int64_t r1,
+                 int64_t n, bool cosine, double* stats);
+void rdm_moments(const double* Gx, const double* sqx, const double* Gy, const double* sqy, int64_t r0, int64_t r1,
+                 int64_t n, bool cosine, double* stats);
+
 }  // namespace fastmlem
 
 namespace fastmlem {

@@ -30,19 +30,35 @@ inline float coarse(double v) {
 // (|relative difference| < 2^-24: rare, except for exact ties, which are already in index order)
 // are put in order by the doubles themselves, stably. 8-bit digits with all histograms taken in
 // one read pass; passes whose digit is the same for every key are skipped. keys/tmp buffers are
-// reused between calls.
+// reused between calls; on return keys holds the sorted keys (equal values have equal keys).
+// `spread`: the keys are instead an affine map of [min x, max x] onto the 2^32 integers (also
+// monotone), which leaves far fewer runs to fix up when 10^7 values crowd a narrow range (float
+// keys then collide for most of them); it falls back to float keys when the range is not finite
+// or an eighth of the values share one top digit (an outlier-stretched range).
 inline void radix_argsort(const double* x, int64_t B, bool descending, std::vector<int64_t>& idx,
                           std::vector<uint32_t>& keys, std::vector<uint32_t>& ktmp,
-                          std::vector<int64_t>& itmp) {
+                          std::vector<int64_t>& itmp, bool spread = false) {
   idx.resize(B); itmp.resize(B); keys.resize(B); ktmp.resize(B);
   if (B == 0) return;
   int64_t hist[4][256] = {};
-  for (int64_t k = 0; k < B; ++k) {
-    const uint32_t key = descending ? ~order_key(coarse(x[k])) : order_key(coarse(x[k]));
-    keys[k] = key;
-    idx[k] = k;
-    for (int d = 0; d < 4; ++d) ++hist[d][(key >> (8 * d)) & 255];
+  double lo = x[0], hi = x[0], scale = 0;
+  if (spread) {
+    for (int64_t k = 1; k < B; ++k) { lo = std::min(lo, x[k]); hi = std::max(hi, x[k]); }
+    if (hi > lo && hi - lo <= std::numeric_limits<double>::max()) scale = 4294967295.0 / (hi - lo);
   }
+  const auto fill = [&](bool affine) {
+    std::memset(hist, 0, sizeof hist);
+    for (int64_t k = 0; k < B; ++k) {
+      const uint32_t up = affine ? static_cast<uint32_t>(std::min((x[k] - lo) * scale, 4294967295.0))
+                                 : order_key(coarse(x[k]));
+      const uint32_t key = descending ? ~up : up;
+      keys[k] = key;
+      idx[k] = k;
+      for (int d = 0; d < 4; ++d) ++hist[d][(key >> (8 * d)) & 255];
+    }
+  };
+  fill(scale > 0);
+  if (scale > 0 && *std::max_element(hist[3], hist[3] + 256) > B / 8 + 256) fill(false);
   for (int d = 0; d < 4; ++d) {
     int64_t* count = hist[d];
     const int shift = 8 * d;

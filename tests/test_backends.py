@@ -23,6 +23,11 @@ def test_the_three_backends_export_the_same_kernels(name):
     assert _parameters(cuda_ops, name) == expected
 
 
+@pytest.mark.parametrize("name", ["kendall_tau_a"])
+def test_cpu_only_kernels_have_a_numpy_twin(name):
+    assert _parameters(numpy_backend, name) == _parameters(ops, name)
+
+
 def test_metric_names_come_from_the_compiled_module():
     assert _backend.METRICS == tuple(_backend.core.METRICS) == ("euclidean", "manhattan", "cosine", "norm_diff")
     assert ops.METRICS == _backend.METRICS

@@ -72,6 +72,19 @@ def test_rank_average_matches_scipy_with_ties():
     np.testing.assert_array_equal(ops.rank_average(np.ones(3)), [2.0, 2.0, 2.0])
 
 
+@pytest.mark.parametrize("crowded", [0, 8000, 60000])
+def test_rank_average_of_long_rows_matches_scipy(crowded):
+    """Rows of 65,536+ values sort on keys spread over [min, max]: a crowd of values 2^-40 apart
+    shares keys (8,000 of 70,000), and a crowd of 60,000 falls back to float keys (colliding too)."""
+    rng = np.random.default_rng(crowded)
+    x = rng.normal(size=70_000)
+    x[:crowded] = 1.0 + rng.integers(0, 50, crowded) * 2.0**-40
+    x[-5:] = [0.0, -0.0, 0.0, -1e6, 1e6]
+    np.testing.assert_array_equal(ops.rank_average(x), rankdata(x))
+    y = x + rng.normal(size=x.size)
+    assert ops.spearman(x, y) == pytest.approx(spearmanr(x, y)[0], abs=1e-13)
+
+
 def test_spearman_matches_scipy_batched():
     rng = np.random.default_rng(2)
     x = rng.normal(size=(20, 300))
@@ -89,6 +102,75 @@ def test_spearman_errors():
         ops.spearman(np.ones(3), np.ones(4))
     with pytest.raises(ValueError, match="NaN"):
         ops.spearman(np.array([1.0, np.nan, 2.0]), np.ones(3))
+
+
+def _tau_a_brute(a, b):
+    """Kendall's tau-a by its definition: the mean over all pairs k < l of sign(a_k - a_l) sign(b_k - b_l)
+    (signs by comparison, so that infinities compare too)."""
+    k, l = np.triu_indices(a.size, 1)
+    sign = (lambda v: (v[k] > v[l]).astype(int) - (v[k] < v[l]))
+    return np.sum(sign(a) * sign(b)) / k.size
+
+
+@pytest.mark.parametrize("B", [2, 3, 31, 32, 33, 64, 65, 100, 257, 1000])
+@pytest.mark.parametrize("levels", [1, 2, 5, 40, None])  # None: continuous (no ties)
+def test_kendall_tau_a_counts_pairs_exactly(B, levels):
+    """Ties in a, in b and in both; run lengths around the 32-value insertion-sorted blocks."""
+    rng = np.random.default_rng(B * 7 + (levels or 0))
+    a, b = (rng.normal(size=B) if levels is None else rng.integers(0, levels, B).astype(float) for _ in range(2))
+    b = b + 0.5 * a  # correlated, so concordant and discordant counts both matter
+    want = _tau_a_brute(a, b)
+    assert ops.kendall_tau_a(a, b) == want  # the same integers divided: exactly equal
+    assert nb.kendall_tau_a(a, b) == pytest.approx(want, abs=1e-13)
+
+
+@pytest.mark.parametrize("crowded", [200, 380])
+def test_kendall_tau_a_values_that_only_differ_below_the_sort_keys(crowded):
+    """Values whose 32-bit sort keys collide, -0.0 == 0.0, and infinities. The keys map [min, max]
+    onto 2^32 integers: a crowd of near-equal values plus a wide spread share keys (200 of 400), and
+    a crowd of 380 in one top digit falls back to float keys, where 1 + k 2^-40 collide too."""
+    rng = np.random.default_rng(5)
+    a = 1.0 + rng.integers(0, 6, 400) * 2.0**-40
+    a[crowded:] = rng.uniform(0, 1e6, 400 - crowded)
+    b = rng.integers(0, 4, 400) * 2.0**-45 + np.where(rng.random(400) < 0.5, a, 1.0)
+    assert ops.kendall_tau_a(a, b) == _tau_a_brute(a, b)
+    assert ops.kendall_tau_a(-a, b) == _tau_a_brute(-a, b)
+    z = np.array([0.0, -0.0, np.inf, -np.inf, 1.0, 0.0, np.inf])
+    w = np.array([3.0, 1.0, 2.0, 2.0, -0.0, 0.0, 5.0])
+    assert ops.kendall_tau_a(z, w) == _tau_a_brute(z, w)
+    big = 2**60 + np.arange(50, dtype=np.int64)  # integers float64 cannot tell apart: ranked exactly
+    assert ops.kendall_tau_a(big, -big) == -1.0
+
+
+def test_kendall_tau_a_batched_and_long_rows_match_scipy():
+    rng = np.random.default_rng(6)
+    x = rng.integers(0, 30, size=(4, 500)).astype(float)
+    y = x + rng.integers(0, 20, size=x.shape)
+    np.testing.assert_allclose(ops.kendall_tau_a(x, y), nb.kendall_tau_a(x, y), rtol=0, atol=1e-13)
+    assert ops.kendall_tau_a(x, y).shape == (4,)
+    # one long row: the merges run in parallel
+    a = rng.integers(0, 1000, 300_001).astype(float)
+    b = a + rng.normal(scale=300, size=a.size).round()
+    assert ops.kendall_tau_a(a, b) == pytest.approx(float(nb.kendall_tau_a(a, b)), abs=1e-12)
+    assert ops.kendall_tau_a(np.ones(5), np.arange(5.0)) == 0.0  # every pair tied in x: 0, not NaN
+    c = rng.normal(size=300_001)  # ~20 pairs in neighbouring sort keys: any misordering shows
+    assert ops.kendall_tau_a(c, c) == 1.0
+    assert ops.kendall_tau_a(c - 3, -c) == -1.0
+
+
+def test_kendall_tau_a_errors():
+    with pytest.raises(ValueError, match="same shape"):
+        ops.kendall_tau_a(np.ones(3), np.ones(4))
+    with pytest.raises(ValueError, match="at least 2"):
+        ops.kendall_tau_a(np.ones(1), np.ones(1))
+    with pytest.raises(ValueError, match="NaN"):
+        ops.kendall_tau_a(np.array([1.0, np.nan, 2.0]), np.ones(3))
+    with pytest.raises(ValueError, match="0-d"):
+        ops.kendall_tau_a(1.0, 2.0)
+    from fastmlem import _backend
+    for bad in ((np.ones((2, 3)), np.ones((3, 2))), (np.ones(1), np.ones(1)), (np.array([np.nan, 1]), np.ones(2))):
+        with pytest.raises(ValueError):
+            _backend.require_core().kendall_tau_a(*bad)  # the binding checks on its own
 
 
 def test_soft_rank_twin_limits_and_gradient():

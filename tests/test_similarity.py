@@ -229,6 +229,62 @@ def test_rsa_matches_scipy(rdm, metric):
     assert get(f"rsa-{rdm}-kendall-tau-a")(X, Y) == pytest.approx(tau_a, rel=1e-9)
 
 
+@pytest.mark.parametrize("rdm, metric", [("euclidean", "euclidean"), ("correlation", "correlation"),
+                                          ("cosine", "cosine")])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_rsa_pair_moments_in_blocks_match_scipy(rdm, metric, dtype):
+    """The Pearson / cosine values come from Gram row blocks (here many small ones) without the
+    (n, n) RDMs: moments equal those of scipy's condensed distances."""
+    from fastmlem.similarity._rsa import pair_moments
+
+    X, Y = data(n=37, seed=3)
+    X, Y = X.astype(dtype), Y.astype(dtype)
+    a, b = pdist(X.astype(np.float64), metric), pdist(Y.astype(np.float64), metric)
+    want = [a.size, a.mean(), b.mean(), ((a - a.mean()) ** 2).sum(), ((b - b.mean()) ** 2).sum(),
+            ((a - a.mean()) * (b - b.mean())).sum()]
+    tol = 1e-12 if dtype == np.float64 else 1e-5
+    for block_bytes in (1, 37 * 8 * 5, 2**24):  # one row, 5 rows (uneven), all rows per block
+        np.testing.assert_allclose(pair_moments(X, Y, rdm, block_bytes), want, rtol=tol)
+    value, _ = get(f"rsa-{rdm}-pearson").value_and_grad(X, Y)  # the full-RDM route
+    assert get(f"rsa-{rdm}-pearson")(X, Y) == pytest.approx(value, rel=tol)
+    assert get(f"rsa-{rdm}-cosine")(X, Y) == pytest.approx(a @ b / np.linalg.norm(a) / np.linalg.norm(b), rel=tol)
+
+
+@pytest.mark.parametrize("rdm, metric", [("euclidean", "euclidean"), ("correlation", "correlation"),
+                                          ("cosine", "cosine")])
+def test_rsa_condensed_rdm_in_blocks_matches_scipy_with_exact_ties(rdm, metric):
+    """The rank comparisons read the RDM's upper triangle built from Gram row blocks: equal to
+    scipy's pdist in any block size, duplicated stimuli exactly 0 apart, and the distances that
+    duplicates make equal exactly tied (scipy's differ by rounding: rounded to 12 digits here)."""
+    from fastmlem.similarity._rsa import condensed_rdm
+
+    rng = np.random.default_rng(22)
+    X = rng.integers(-3, 4, (30, 5)).astype(float) + 10.0 if rdm == "euclidean" else rng.normal(size=(30, 5))
+    X[20:] = X[:10]  # duplicated stimuli
+    want = pdist(X, metric)
+    duplicates = np.flatnonzero(np.all(np.equal(*(X[i] for i in np.triu_indices(30, 1))), axis=1))
+    assert duplicates.size == 10
+    for block_bytes in (1, 30 * 8 * 7, 2**24):
+        got = condensed_rdm(X, rdm, "X", block_bytes)
+        np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12 * want.max())
+        assert np.all(got[duplicates] == 0)
+    Y = rng.normal(size=(30, 4))
+    a, b = np.round(want, 12), pdist(Y, metric)
+    k, l = np.triu_indices(a.size, 1)
+    tau_a = np.sum(np.sign(a[k] - a[l]) * np.sign(b[k] - b[l])) / k.size
+    assert get(f"rsa-{rdm}-kendall-tau-a")(X, Y) == pytest.approx(tau_a, rel=1e-12)
+    assert get(f"rsa-{rdm}-spearman")(X, Y) == pytest.approx(spearmanr(a, b)[0], rel=1e-12)
+
+
+def test_rsa_of_an_rdm_without_variation_raises():
+    X = np.eye(12)  # a simplex: every pair of stimuli sqrt(2) apart
+    Y = data(n=12, seed=4)[0]
+    for args in ((X, Y), (Y, X)):
+        with pytest.raises(ValueError, match="no variation"):
+            get("rsa-euclidean-pearson")(*args)
+    assert get("rsa-euclidean-cosine")(X, Y) > 0  # cosine of a constant RDM is defined
+
+
 def test_kendall_tau_a_with_ties():
     X = np.repeat(np.arange(4.0), 3)[:, None] * np.array([[1.0, 0.0]])  # many tied distances
     Y = np.random.default_rng(1).integers(0, 3, (12, 2)).astype(float)
@@ -415,6 +471,26 @@ def test_float32_input_is_computed_in_float32_within_bounds(i):
         assert np.linalg.norm(G - G64) <= 1e-4 * np.linalg.norm(G64)
 
 
+@pytest.mark.parametrize("i", ["nbs", "procrustes-angular"])
+def test_gradient_from_uncentred_data_equals_the_centred_one(i):
+    """NBS / Procrustes form their gradient from the uncentred data (corrected by a rank-one
+    term): equal to the gradient of the centred data, in float64 at an offset of 50 x the spread,
+    and in float32 at 1.5 x (lazily) and 30 x (centred first)."""
+    m = get(i)
+    X, Y = data(n=200, p=12, q=9, seed=21)
+    Xc, Yc = X - X.mean(axis=0), Y - Y.mean(axis=0)
+    value, G = m.value_and_grad(Xc, Yc)
+    offset_value, offset_G = m.value_and_grad(Xc + 50 * Xc.std(axis=0), Yc - 50 * Yc.std(axis=0))
+    assert offset_value == pytest.approx(value, rel=1e-10)
+    np.testing.assert_allclose(offset_G, G, rtol=0, atol=1e-10 * np.abs(G).max())
+    for k in (1.5, 30):
+        X32 = (Xc + k * Xc.std(axis=0)).astype(np.float32)
+        Y32 = (Yc - k * Yc.std(axis=0)).astype(np.float32)
+        G32 = m.grad(X32, Y32)
+        assert G32.dtype == np.float32
+        np.testing.assert_allclose(G32, G, rtol=0, atol=4e-5 * np.abs(G).max())  # float32 rounding: ~1e-5
+
+
 def test_ill_conditioned_float32_whitening_falls_back_to_float64():
     """Units 1e3 apart in scale: whitening float32 Grams would lose digits, so CCA redoes the
     work in float64 and matches the float64 result of the same (float32-rounded) data."""
@@ -474,10 +550,13 @@ def test_kendall_tau_a_works_with_old_scipy_results(monkeypatch):
     new_kendalltau = scipy.stats.kendalltau
     monkeypatch.setattr(scipy.stats, "kendalltau",
                         lambda *a, **k: old(*tuple(new_kendalltau(*a, **k))[:2]))
+    from fastmlem import numpy_backend
+
     X, Y = data(n=12, seed=17)
     a, b = pdist(X), pdist(Y)
     i, j = np.triu_indices(a.size, 1)
     tau_a = np.sum(np.sign(a[i] - a[j]) * np.sign(b[i] - b[j])) / i.size
+    assert numpy_backend.kendall_tau_a(a, b) == pytest.approx(tau_a, rel=1e-9)  # the twin reads scipy's result
     assert get("rsa-euclidean-kendall-tau-a")(X, Y) == pytest.approx(tau_a, rel=1e-9)
 
 

@@ -52,11 +52,12 @@ void feature_distances(const double* X, int64_t n, int64_t m, bool precomputed, 
 }
 
 void rank_row(const double* x, int64_t B, double* out, RankBuffers& b) {
-  radix_argsort(x, B, false, b.idx, b.keys, b.ktmp, b.itmp);
+  radix_argsort(x, B, false, b.idx, b.keys, b.ktmp, b.itmp, B >= 65536);  // affine keys for RDM-size vectors
   const auto& idx = b.idx;
+  const auto& key = b.keys;  // sorted; equal values have equal keys, so x is read only on a key tie
   for (int64_t s = 0; s < B;) {
     int64_t e = s + 1;
-    while (e < B && x[idx[e]] == x[idx[s]]) ++e;
+    while (e < B && key[e] == key[s] && x[idx[e]] == x[idx[s]]) ++e;
     const double r = 0.5 * static_cast<double>(s + e + 1);  // average of ranks s+1 .. e
     for (int64_t t = s; t < e; ++t) out[idx[t]] = r;
     s = e;

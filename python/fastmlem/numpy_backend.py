@@ -201,6 +201,29 @@ def spearman(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     return pearson(rank_average(x), rank_average(y))
 
 
+def kendall_tau_a(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Kendall's tau-a along the last axis, (concordant - discordant) / (B(B-1)/2), from scipy's
+    tau-b: tau-a = tau-b sqrt((P - T_x)(P - T_y)) / P, P = B(B-1)/2 pairs, T_x and T_y the pairs
+    tied in x and in y (0 when every pair is tied in x or in y)."""
+    from scipy.stats import kendalltau
+
+    x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+    B = x.shape[-1]
+    total = B * (B - 1) / 2
+
+    def tied(v):
+        t = np.unique(v, return_counts=True)[1].astype(np.float64)
+        return float((t * (t - 1) / 2).sum())
+
+    def one(a, b):
+        ta, tb = tied(a), tied(b)
+        if ta == total or tb == total:
+            return 0.0
+        return float(kendalltau(a, b)[0]) * np.sqrt((total - ta) * (total - tb)) / total  # [0]: old scipy too
+    rows = [one(a, b) for a, b in zip(x.reshape(-1, B), y.reshape(-1, B))]
+    return np.array(rows).reshape(x.shape[:-1])
+
+
 # -------------------------------------------------------------------------- MLEM step pieces ---
 def rank_loss_grad(F: np.ndarray, w: np.ndarray, y: np.ndarray, strength=1.0, regularization="l2"):
     """MLEM's training objective on one batch and its gradient w.r.t. the column weights.

@@ -112,6 +112,28 @@ def spearman(x, y):
     return require_core().spearman(x, y).reshape(x.shape[:-1])
 
 
+def kendall_tau_a(x, y):
+    """Kendall's tau-a along the last axis: (concordant - discordant) / (B(B-1)/2) over the
+    B(B-1)/2 pairs of each row of x and y (..., B), B >= 2; shape x.shape[:-1].
+
+    Pairs tied in x or in y count as neither. Exact 64-bit pair counts, O(B log B) per row
+    (Knight's algorithm). CPU only, numpy in and out (no CUDA twin: ``cuda_ops`` never copies to
+    the host, and RSA, its caller, compares on the host anyway). Twin:
+    :func:`fastmlem.numpy_backend.kendall_tau_a`.
+    """
+    if is_cupy(x) or is_cupy(y):
+        raise TypeError("kendall_tau_a runs on the CPU: pass numpy arrays (cupy.asnumpy(x)).")
+    if np.ndim(x) == 0 or np.ndim(y) == 0:
+        raise ValueError("x and y must have at least one axis; got a 0-d array.")
+    x, y = _rank_keys(x, "x"), _rank_keys(y, "y")
+    if x.shape != y.shape or x.shape[-1] < 2:
+        raise ValueError(f"x and y must have the same shape, with at least 2 values along the last axis; "
+                         f"got {x.shape} and {y.shape}.")
+    if np.isnan(x).any() or np.isnan(y).any():
+        raise ValueError("cannot rank NaN values.")
+    return require_core().kendall_tau_a(x, y).reshape(x.shape[:-1])
+
+
 class SoftRankState:
     """What :func:`soft_rank_vjp` needs from the forward pass (sort order, pooled blocks)."""
 

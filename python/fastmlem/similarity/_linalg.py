@@ -72,6 +72,15 @@ def psd_inverse(C, ridge: float = 0.0):
     return (V * inv) @ V.T
 
 
+def add_scaled(G, a: float, Y, rows: int = 2048):
+    """G += a Y in place for G, Y (n, q), in row blocks: no (n, q) temporary (a fresh 200 MB
+    array costs as much in page faults as the arithmetic)."""
+    a = G.dtype.type(a)
+    for r0 in range(0, G.shape[0], rows):
+        G[r0:r0 + rows] += a * Y[r0:r0 + rows]
+    return G
+
+
 def sqdist(Y):
     """Squared euclidean distances between the rows of Y (n, q): (n, n), exact 0 diagonal."""
     xp = get_array_module(Y)

@@ -74,6 +74,7 @@ class _Family:
     float32: bool = False  # float32 input computed in float32 (accuracy bounded and tested)
     lazy_center: bool = False  # core takes uncentred data + column means (centres its Grams)
     grad_centred: bool = False  # the core's gradient is X_c M1 + Y_c M2: already centred
+    lazy_grad: bool = False  # the core takes mx, my with grad too (and centres what it must)
 
 
 _ORTH = _closure({"orthogonal", "isotropic_scale", "translation"})
@@ -104,11 +105,11 @@ FAMILIES: dict[str, _Family] = {
     "cka-rbf": _Family(rbf_cka, "CKA of RBF kernels, bandwidth sigma x median distance", _ORTH,
                        forms=("score", "angular"), params={"sigma": 1.0}),
     "nbs": _Family(partial(shape_nbs, alpha=1.0), "normalised Bures similarity", _ORTH,
-                   float32=True, lazy_center=True, grad_centred=True),
+                   float32=True, lazy_center=True, grad_centred=True, lazy_grad=True),
     "procrustes": _Family(partial(shape_nbs, alpha=1.0),
                           "Procrustes distance of centred, unit-Frobenius-norm data", _ORTH,
                           forms=("angular", "euclidean"), float32=True, lazy_center=True,
-                          grad_centred=True),
+                          grad_centred=True, lazy_grad=True),
     "shape": _Family(shape_nbs, "generalised shape metric with partial whitening alpha",
                      lambda p: _LINEAR if p["alpha"] == 0 else _ORTH,
                      forms=("angular", "euclidean", "score"), params={"alpha": 0.5},
@@ -206,9 +207,10 @@ class Measure:
         # one place for scale: each side rescaled by a power of two (exact), centred if the
         # family centres (or, lazily, its Grams are); every measure is invariant to that
         # (ridge penalties rescale with Y)
-        # the gradient's (n, q) products are formed from centred data: an offset would cost
-        # them digits in float32; a value alone needs only Grams, centred lazily
-        lazy = spec.center and spec.lazy_center and not grad
+        # the gradient's (n, q) products are formed from centred data (an offset would cost
+        # them digits in float32) unless the family corrects them (lazy_grad, within the offset
+        # bound of centred_gram); a value alone needs only Grams, centred lazily
+        lazy = spec.center and spec.lazy_center and (not grad or spec.lazy_grad)
         X, _, *mx = prepare(X, "X", center_columns=spec.center, lazy=lazy)
         Y, sy, *my = prepare(Y, "Y", center_columns=spec.center, lazy=lazy)
         kw = dict(self.params, **({"cv": self.cv} if spec.cv else {}))

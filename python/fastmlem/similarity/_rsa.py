@@ -116,6 +116,74 @@ def _correlate(Dx, Dy, center: bool, *, grad: bool):
     return value, A
 
 
+def _gram_operand(Z, kind: str, what: str):
+    """The rows whose Gram gives the RDM: Z shifted as in :func:`rdm` (euclidean), or its unit
+    rows (cosine; row-centred first for correlation)."""
+    if kind == "euclidean":
+        return _shift(Z)
+    return _unit_rows(Z - Z.mean(axis=1, keepdims=True) if kind == "correlation" else Z, what, kind)[0]
+
+
+def _gram_blocks(A, rows: int):
+    """Row blocks of the upper triangle of A Aᵀ for A (n, d), last first: (r0, G, sq) with
+    G = A[r0:r1] A[r0:]ᵀ (BLAS, A's dtype) and sq (n,) the squared row norms, taken from the
+    Grams' diagonals (so coinciding rows are exactly 0 apart) and filled for rows >= r0."""
+    n = A.shape[0]
+    sq = np.empty(n)
+    for r0 in reversed(range(0, n, rows)):
+        G = A[r0:r0 + rows] @ A[r0:].T
+        sq[r0:r0 + rows] = np.diagonal(G[:, :min(rows, n - r0)])
+        yield r0, G, sq
+
+
+def pair_moments(X, Y, kind: str, block_bytes: int = 2**24):
+    """Moments of the ``kind`` RDMs of host X (n, p) and Y (n, q) over the n(n-1)/2 pairs, without
+    the (n, n) RDMs: Gram blocks (:func:`_gram_blocks`, each of at most ``block_bytes``) feed the
+    compiled ``rdm_moments``, which forms each row's dissimilarities and accumulates (count,
+    mean_a, mean_b, centred sum of squares of a and of b, centred sum of products) (6,)."""
+    from .._backend import require_core
+
+    A, B = _gram_operand(X, kind, "X"), _gram_operand(Y, kind, "Y")
+    rows = max(1, block_bytes // (max(A.itemsize, B.itemsize) * A.shape[0]))
+    stats = np.zeros(6)
+    for (r0, Ga, sqa), (_, Gb, sqb) in zip(_gram_blocks(A, rows), _gram_blocks(B, rows)):
+        if Ga.dtype != Gb.dtype:
+            Ga, Gb = Ga.astype(np.float64), Gb.astype(np.float64)
+        require_core().rdm_moments(Ga, sqa, Gb, sqb, r0, kind != "euclidean", stats)
+    return stats
+
+
+def condensed_rdm(Z, kind: str, what: str = "the data", block_bytes: int = 2**24):
+    """The ``kind`` RDM of host Z (n, d) as its upper triangle (n(n-1)/2,) float64, row by row
+    (the order of :func:`upper`), from Gram blocks as in :func:`pair_moments` by the compiled
+    ``condensed_from_gram``: no (n, n) matrix.  Cosine and correlation dissimilarities are
+    |u_i - u_j|² / 2 of the unit rows u, so that coinciding stimuli are exactly 0 apart (tied)."""
+    from .._backend import require_core
+
+    A = _gram_operand(Z, kind, what)
+    n = A.shape[0]
+    out = np.empty(n * (n - 1) // 2)
+    for r0, G, sq in _gram_blocks(A, max(1, block_bytes // (A.itemsize * n))):
+        require_core().condensed_from_gram(G, sq, r0, False, out)
+    if kind != "euclidean":
+        out *= out
+        out *= 0.5
+    return out
+
+
+def _correlation_from_moments(stats, center: bool) -> float:
+    """Pearson (``center``) or cosine similarity of the two RDM vectors from :func:`pair_moments`."""
+    m, ma, mb, saa, sbb, sab = (float(v) for v in stats)
+    if not center:
+        saa, sbb, sab = saa + m * ma * ma, sbb + m * mb * mb, sab + m * ma * mb
+    for s2, mean in ((saa, ma), (sbb, mb)):
+        noise = m * (abs(mean) * 2.0**-40) ** 2 if center else 0.0  # a spread of rounding size
+        if s2 <= noise:
+            raise ValueError("an RDM has no variation across stimulus pairs (all dissimilarities "
+                             "equal), so its correlation with another RDM is undefined.")
+    return sab / math.sqrt(saa * sbb)
+
+
 def upper(D):
     """Upper triangle (i < j, row by row) of a host (n, n) array: (n(n-1)/2,) vector."""
     n = D.shape[0]
@@ -127,47 +195,28 @@ def upper(D):
     return out
 
 
-def _tied_pairs(v) -> float:
-    """Number of tied pairs sum_g t_g (t_g - 1) / 2 of a vector (m,), from its compiled average
-    ranks: a group of t ties starting at position k has the rank k + (t - 1) / 2, so 2 x rank
-    is an integer that names the group and ``bincount`` gives every t in O(m)."""
-    from .. import ops
-
-    key = np.rint(2 * ops.rank_average(v)).astype(np.int64)
-    size = np.bincount(key)[key]
-    return float(size.sum() - v.size) / 2
-
-
-def _kendall_tau_a(a, b) -> float:
-    """(concordant - discordant) / (m(m-1)/2) over m pairs, from scipy's tau-b and tie counts.
-
-    ``kendalltau(a, b)[0]`` (not ``.statistic``) reads the result of old and new scipy alike.
-    """
-    from scipy.stats import kendalltau
-
-    m = a.size
-    total = m * (m - 1) / 2.0
-    ta, tb = _tied_pairs(a), _tied_pairs(b)
-    if ta == total or tb == total:
-        return 0.0
-    tau_b = kendalltau(a, b)[0]
-    return float(tau_b) * math.sqrt((total - ta) * (total - tb)) / total
-
-
 def rsa(X, Y, *, rdm_kind: str, compare_kind: str, grad: bool):
     """RSA score: ``compare_kind`` of the upper triangles of the ``rdm_kind`` RDMs of X and Y.
 
-    Pearson and cosine work on the full (n, n) RDMs (no index arrays); Spearman ranks the
-    n(n-1)/2 dissimilarities with the compiled average-rank kernel (``fastmlem.ops.spearman``).
+    Host arrays never form an (n, n) RDM: Pearson and cosine values come from
+    :func:`pair_moments`, Spearman and Kendall's tau-a compare the :func:`condensed_rdm` vectors
+    with the compiled average-rank kernel (``fastmlem.ops.spearman``) and O(m log m) pair count
+    (``fastmlem.ops.kendall_tau_a``).  Gradients (Pearson, cosine), and cupy arrays, work on
+    the full (n, n) RDMs (rank comparisons then on the host).
     """
-    Dx = rdm(X, rdm_kind, "X")[0]
-    Dy, cache = rdm(Y, rdm_kind, "Y")
-    if compare_kind in DIFFERENTIABLE_COMPARES:
-        value, G = _correlate(Dx, Dy, compare_kind == "pearson", grad=grad)
-        return value, (rdm_vjp(Y, rdm_kind, cache, G) if grad else None)
-    a, b = upper(to_numpy(Dx)), upper(to_numpy(Dy))
-    if compare_kind == "spearman":
+    host = get_array_module(X, Y) is np
+    if compare_kind not in DIFFERENTIABLE_COMPARES:
         from .. import ops
 
-        return float(ops.spearman(a, b)), None
-    return _kendall_tau_a(a, b), None
+        compare = ops.spearman if compare_kind == "spearman" else ops.kendall_tau_a
+        if host:
+            a, b = condensed_rdm(X, rdm_kind, "X"), condensed_rdm(Y, rdm_kind, "Y")
+        else:
+            a, b = (upper(to_numpy(rdm(Z, rdm_kind, what)[0])) for Z, what in ((X, "X"), (Y, "Y")))
+        return float(compare(a, b)), None
+    if host and not grad:
+        return _correlation_from_moments(pair_moments(X, Y, rdm_kind), compare_kind == "pearson"), None
+    Dx = rdm(X, rdm_kind, "X")[0]
+    Dy, cache = rdm(Y, rdm_kind, "Y")
+    value, G = _correlate(Dx, Dy, compare_kind == "pearson", grad=grad)
+    return value, (rdm_vjp(Y, rdm_kind, cache, G) if grad else None)

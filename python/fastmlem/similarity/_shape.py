@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 
 from .._backend import get_array_module
-from ._linalg import (centred_gram, check_offsets, nuclear, row_space_factor, whitener,
+from ._linalg import (add_scaled, centred_gram, check_offsets, nuclear, row_space_factor, whitener,
                       whitener_vjp)
 from ._validate import center_given, column_sumsq, sq
 
@@ -35,8 +35,9 @@ def shape_nbs(X, Y, *, alpha: float = 1.0, grad: bool, mx=None, my=None):
     mx, my : column means when X, Y are given uncentred (the Grams are centred instead).
     """
     if alpha == 1.0:
-        if mx is not None and X.shape[1] <= X.shape[0] and not grad:
-            return _nbs_lazy(X, Y, mx, my), None
+        # a float32 gradient is a difference of near-equal (n, q) products: from centred data
+        if mx is not None and X.shape[1] <= X.shape[0] and not (grad and X.dtype != "float64"):
+            return _nbs_lazy(X, Y, mx, my, grad)
         if mx is not None:
             X, Y = center_given(X, mx, "X"), center_given(Y, my, "Y")
         return _nbs(X, Y, grad)
@@ -82,23 +83,34 @@ def _nbs(X, Y, grad: bool):
     value = nuc / (nx * ny)
     if not grad:
         return value, None
-    t = Y.dtype.type
-    G = X @ (UVt * t(1.0 / (nx * ny)))
-    G -= t(value / ny ** 2) * Y
-    return value, G
+    G = X @ (UVt * Y.dtype.type(1.0 / (nx * ny)))
+    return value, add_scaled(G, -value / ny ** 2, Y)
 
 
-def _nbs_lazy(X, Y, mx, my) -> float:
-    """NBS of uncentred X, Y with column means mx, my: XᵀY and the norms centred afterwards
-    (see ``centred_gram``), no centred copy of the data."""
+def _nbs_lazy(X, Y, mx, my, grad: bool):
+    """NBS of uncentred X, Y with column means mx, my, and its gradient w.r.t. the centred Y:
+    XᵀY and the norms centred afterwards (see ``centred_gram``), and the gradient
+    X_c A - s Y_c = X A - s Y - 1 (mxᵀ A - s myᵀ) formed from the uncentred data in place: no
+    (n, d) array but the gradient.  The offset bound of ``check_offsets`` (NeedsCentring
+    otherwise) also bounds the digits the uncentred product costs: ~10x its rounding, fine in
+    float64 (float32 gradients come from centred data)."""
     n = X.shape[0]
     rx, ry = column_sumsq(X), column_sumsq(Y)
     check_offsets(rx, mx, n, X.dtype)
     check_offsets(ry, my, n, Y.dtype)
-    C = centred_gram(X.T @ Y, mx, my, n).astype(X.dtype)
+    C = centred_gram(X.T @ Y, mx, my, n)
     nx2 = float(rx.sum()) - n * float(mx @ mx)
     ny2 = float(ry.sum()) - n * float(my @ my)
-    return nuclear(C, grad=False)[0] / math.sqrt(nx2 * ny2)
+    nuc, UVt = nuclear(C.astype(X.dtype), grad)
+    value = nuc / math.sqrt(nx2 * ny2)
+    if not grad:
+        return value, None
+    A = UVt.astype("float64") / math.sqrt(nx2 * ny2)
+    s = value / ny2
+    G = X @ A.astype(X.dtype)
+    add_scaled(G, -s, Y)
+    G -= (mx @ A - s * my).astype(G.dtype)
+    return value, G
 
 
 def cca(X, Y, *, grad: bool, mx=None, my=None):
