@@ -258,3 +258,14 @@ def test_gathers_of_a_large_y_in_row_order_equal_the_twin(dtype):
     for metric in ("euclidean", "cosine"):
         np.testing.assert_allclose(ops.neural_distances(Y, i, j, metric), nb.neural_distances(Y, i, j, metric),
                                    rtol=1e-12, atol=1e-12)
+
+
+def test_feature_distances_of_a_large_x_equal_the_twin():
+    """X beyond a core's cache (> 2 MiB): rows prefetched, pairs on threads from 8,192 on."""
+    rng = np.random.default_rng(4)
+    X = rng.integers(0, 3, (40000, 8)).astype(float)
+    X[rng.random(X.shape) < 0.01] = np.nan
+    i, j = ops.sample_pairs(40000, 10000, 2)
+    for interactions in (False, True):
+        np.testing.assert_array_equal(ops.feature_distances(X, i, j, interactions, 0.5),
+                                      nb.feature_distances(X, i, j, interactions, 0.5))

@@ -24,10 +24,11 @@ void feature_distances(const double* X, int64_t n, int64_t m, bool precomputed, 
                        int64_t B, bool interactions, double nan_to_num, double* out) {
   const int64_t q = interactions ? m * (m + 1) / 2 : m;
   OmpGuard guard;
-  // rows of an X beyond the caches are misses (one per stimulus): threads pay off from a few thousand
-  // pairs there; a cache-resident X is cheaper than the parallel region (and than a stalled thread on a
-  // busy machine)
-  const bool misses = n * (precomputed ? n : 1) * m * static_cast<int64_t>(sizeof(double)) > (int64_t(1) << 25);
+  // rows of an X beyond a core's cache are misses (one per stimulus): they are prefetched, and threads
+  // pay off from a few thousand pairs; for a cache-resident X the parallel region costs more (and
+  // stalls on a busy machine)
+  const bool misses = n * (precomputed ? n : 1) * m * static_cast<int64_t>(sizeof(double)) > (int64_t(1) << 21);
+  constexpr int64_t kAhead = 8;
 #pragma omp parallel if (B > 262144 || (misses && B > 8192))
   {
     std::vector<double> d;
@@ -35,6 +36,10 @@ void feature_distances(const double* X, int64_t n, int64_t m, bool precomputed, 
 #pragma omp for schedule(static)
     for (int64_t k = 0; k < B; ++k) {
       if (!ready) continue;
+      if (misses && k + kAhead < B) {
+        __builtin_prefetch(precomputed ? X + (i[k + kAhead] * n + j[k + kAhead]) * m : X + i[k + kAhead] * m);
+        __builtin_prefetch(X + j[k + kAhead] * m);
+      }
       const double* a = precomputed ? X + (i[k] * n + j[k]) * m : X + i[k] * m;
       const double* b = X + j[k] * m;
       for (int64_t f = 0; f < m; ++f) d[f] = clip_feature(precomputed ? a[f] : std::fabs(a[f] - b[f]), nan_to_num);
