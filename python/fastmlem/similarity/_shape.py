@@ -54,9 +54,8 @@ def shape_nbs(X, Y, *, alpha: float = 1.0, grad: bool, mx=None, my=None):
         for lam in (cache_x[2], cache[2]):
             if not float(lam[0]) * F32_MAX_CONDITION > float(lam[-1]):
                 raise NeedsFloat64("float32 Grams are too ill-conditioned for whitening")
-    CyyWy = Cyy @ Wy
-    nx = math.sqrt(float(((Cxx @ Wx) * Wx).sum()))  # ||X Wx||_F² = tr(Wx Cxx Wx)
-    ny = math.sqrt(float((CyyWy * Wy).sum()))
+    # ||Z W||_F² = tr(W C W) = (tr C / d) sum_i f_i² lam_i in the eigenbasis of Cn = d C / tr C
+    nx, ny = (math.sqrt(float(c[1] / c[0].shape[0] * (c[5] ** 2 * c[2]).sum())) for c in (cache_x, cache))
     # X_aᵀ Y_a = Wx Cxy Wy: the (n, p) and (n, q) whitened data are never formed
     nuc, UVt = nuclear(Wx @ Cxy @ Wy, grad)
     value = nuc / (nx * ny)
@@ -65,7 +64,7 @@ def shape_nbs(X, Y, *, alpha: float = 1.0, grad: bool, mx=None, my=None):
     # gradient w.r.t. Y_a: G_a = X Wx UVᵀ / (nx ny) - value / ny² Y Wy, and Y_aᵀ G_a is (q, q)
     c = 1.0 / (nx * ny)
     WxUVt = Wx @ UVt
-    GW = c * (Cxy.T @ WxUVt) - (value / ny ** 2) * CyyWy
+    GW = c * (Cxy.T @ WxUVt) - (value / ny ** 2) * (Cyy @ Wy)
     M2 = 2.0 * whitener_vjp(cache, GW) - (value / ny ** 2) * (Wy @ Wy)
     G = X @ (c * (WxUVt @ Wy)).astype(X.dtype)
     G += Y @ M2.astype(Y.dtype)
