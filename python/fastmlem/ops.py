@@ -99,16 +99,24 @@ def rank_average(x):
     return require_core().rank_average(x)
 
 
-@_gpu_twin
-def spearman(x, y):
-    """Exact Spearman correlation along the last axis (average ranks); shape x.shape[:-1]."""
+def _paired_ranks(x, y, at_least: int):
+    """x, y as the rank kernels read them: same shape, >= ``at_least`` values along the last axis,
+    no NaN."""
     if np.ndim(x) == 0 or np.ndim(y) == 0:
         raise ValueError("x and y must have at least one axis; got a 0-d array.")
     x, y = _rank_keys(x, "x"), _rank_keys(y, "y")
-    if x.shape != y.shape or x.ndim == 0 or x.shape[-1] == 0:
-        raise ValueError(f"x and y must have the same shape (non-empty); got {x.shape} and {y.shape}.")
+    if x.shape != y.shape or x.shape[-1] < at_least:
+        raise ValueError(f"x and y must have the same shape, with at least {at_least} value(s) along the last "
+                         f"axis; got {x.shape} and {y.shape}.")
     if np.isnan(x).any() or np.isnan(y).any():
         raise ValueError("cannot rank NaN values.")
+    return x, y
+
+
+@_gpu_twin
+def spearman(x, y):
+    """Exact Spearman correlation along the last axis (average ranks); shape x.shape[:-1]."""
+    x, y = _paired_ranks(x, y, 1)
     return require_core().spearman(x, y).reshape(x.shape[:-1])
 
 
@@ -123,14 +131,7 @@ def kendall_tau_a(x, y):
     """
     if is_cupy(x) or is_cupy(y):
         raise TypeError("kendall_tau_a runs on the CPU: pass numpy arrays (cupy.asnumpy(x)).")
-    if np.ndim(x) == 0 or np.ndim(y) == 0:
-        raise ValueError("x and y must have at least one axis; got a 0-d array.")
-    x, y = _rank_keys(x, "x"), _rank_keys(y, "y")
-    if x.shape != y.shape or x.shape[-1] < 2:
-        raise ValueError(f"x and y must have the same shape, with at least 2 values along the last axis; "
-                         f"got {x.shape} and {y.shape}.")
-    if np.isnan(x).any() or np.isnan(y).any():
-        raise ValueError("cannot rank NaN values.")
+    x, y = _paired_ranks(x, y, 2)
     return require_core().kendall_tau_a(x, y).reshape(x.shape[:-1])
 
 
