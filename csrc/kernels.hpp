@@ -1,5 +1,7 @@
 // Pure CPU kernels on raw pointers: no Python, no allocation policy.
 #pragma once
+#include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <vector>
 
@@ -53,7 +55,7 @@ void kendall_tau_a(const double* x, const double* y, int64_t T, int64_t B, doubl
 
 // Moments of two RDMs over the pairs r < c, r0 <= r < r1, of n stimuli, from Gram blocks
 // Gx, Gy ((r1 - r0), n - r0) = Z[r0:r1] Z[r0:]^T and squared row norms sqx, sqy (n,): the
-// dissimilarities as condensed_from_gram forms them, accumulated into stats = (count, mean_a,
+// dissimilarities of gram_row_dissimilarities, accumulated into stats = (count, mean_a,
 // mean_b, centred sum of squares a, of b, centred sum of products) (Chan's update, row by row in
 // row order: the same result on any thread count). OpenMP over rows.
 void rdm_moments(const float* Gx, const double* sqx, const float* Gy, const double* sqy, int64_t r0, int64_t r1,
@@ -104,6 +106,12 @@ uint64_t largest_magnitude_bits(const uint16_t* Y, int64_t rows, int64_t cols, i
 uint64_t largest_magnitude_bits(const uint32_t* Y, int64_t rows, int64_t cols, int64_t ld);
 uint64_t largest_magnitude_bits(const uint64_t* Y, int64_t rows, int64_t cols, int64_t ld);
 
+// Data that fit a core's cache (kCoreCacheBytes) or the shared cache (kSharedCacheBytes) are read
+// without prefetches, and loops over them stay serial: on cached data a parallel region costs more
+// than it saves, and it stalls when another process holds a core.
+constexpr int64_t kCoreCacheBytes = int64_t(1) << 21;
+constexpr int64_t kSharedCacheBytes = int64_t(1) << 25;
+
 // Where MLEM's neural targets come from: a condensed RDM (rdm != nullptr), or rows of Y gathered
 // per pair (Y of itemsize 2 = float16, 4, 8). The caller owns the memory.
 struct NeuralSource {
@@ -117,9 +125,26 @@ struct NeuralSource {
   void distances(const int64_t* i, const int64_t* j, int64_t B, double nan_to_num, bool parallel, double* y) const;
 };
 
+// The one definition of a dissimilarity from Gram entries: row[c] = d(r, r + 1 + c), c < len, from
+// g[c] = <y_r, y_{r+1+c}> and the squared row norms sq (n,): euclidean sqrt(sq_r + sq_c - 2 g) (Y
+// centred by the caller), or cosine 1 - g / (|y_r| |y_c|) (1 for a zero row).
+template <typename G_t>
+inline void gram_row_dissimilarities(const G_t* g, const double* sq, int64_t r, int64_t len, bool cosine,
+                                     double* row) {
+  const double* sq_c = sq + r + 1;
+  if (cosine) {
+    const double nr = std::sqrt(sq[r]);
+    for (int64_t c = 0; c < len; ++c) {
+      const double den = nr * std::sqrt(sq_c[c]);
+      row[c] = den > 0 ? 1.0 - static_cast<double>(g[c]) / den : 1.0;
+    }
+    return;
+  }
+  for (int64_t c = 0; c < len; ++c) row[c] = std::sqrt(std::max(sq[r] + sq_c[c] - 2.0 * static_cast<double>(g[c]), 0.0));
+}
+
 // Rows r0..r1-1 of a condensed RDM of n stimuli, from the Gram block G ((r1 - r0), n - r0) =
-// Y[r0:r1] Y[r0:]^T and the squared row norms sq (n,): euclidean sqrt(sq_r + sq_c - 2 g) (Y centred
-// by the caller), or cosine 1 - g / (|y_r| |y_c|) (1 for a zero row).
+// Y[r0:r1] Y[r0:]^T and the squared row norms sq (n,), by gram_row_dissimilarities.
 void condensed_from_gram(const float* G, const double* sq, int64_t r0, int64_t r1, int64_t n, bool cosine,
                          double* out);
 void condensed_from_gram(const double* G, const double* sq, int64_t r0, int64_t r1, int64_t n, bool cosine,

@@ -250,10 +250,10 @@ def test_largest_magnitude_binding_checks_its_input():
 
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_gathers_of_a_large_y_in_row_order_equal_the_twin(dtype):
-    """Y beyond the caches (> 1 MiB) and a batch with repeated rows (B >= n): the kernel computes
-    the pairs sorted by their lower row and must put each distance back in its pair's place."""
+    """Y beyond a core's cache (> 2 MiB as float32/64) and a batch with repeated rows (B >= n): the
+    kernel computes the pairs sorted by their lower row and must put each distance back in place."""
     rng = np.random.default_rng(3)
-    Y = rng.normal(size=(1500, 300)).astype(dtype)
+    Y = rng.normal(size=(1500, 400)).astype(dtype)
     i, j = ops.sample_pairs(1500, 6000, 0)
     for metric in ("euclidean", "cosine"):
         np.testing.assert_allclose(ops.neural_distances(Y, i, j, metric), nb.neural_distances(Y, i, j, metric),

@@ -25,9 +25,8 @@ void feature_distances(const double* X, int64_t n, int64_t m, bool precomputed, 
   const int64_t q = interactions ? m * (m + 1) / 2 : m;
   OmpGuard guard;
   // rows of an X beyond a core's cache are misses (one per stimulus): they are prefetched, and threads
-  // pay off from a few thousand pairs; for a cache-resident X the parallel region costs more (and
-  // stalls on a busy machine)
-  const bool misses = n * (precomputed ? n : 1) * m * static_cast<int64_t>(sizeof(double)) > (int64_t(1) << 21);
+  // pay off from a few thousand pairs
+  const bool misses = n * (precomputed ? n : 1) * m * static_cast<int64_t>(sizeof(double)) > kCoreCacheBytes;
   constexpr int64_t kAhead = 8;
 #pragma omp parallel if (B > 262144 || (misses && B > 8192))
   {

@@ -130,16 +130,6 @@ inline uint64_t largest_bits_impl(const U* Y, int64_t rows, int64_t cols, int64_
   return best;
 }
 
-FASTMLEM_CLONES uint64_t largest_bits(const uint16_t* Y, int64_t rows, int64_t cols, int64_t ld) {
-  return largest_bits_impl(Y, rows, cols, ld);
-}
-FASTMLEM_CLONES uint64_t largest_bits(const uint32_t* Y, int64_t rows, int64_t cols, int64_t ld) {
-  return largest_bits_impl(Y, rows, cols, ld);
-}
-FASTMLEM_CLONES uint64_t largest_bits(const uint64_t* Y, int64_t rows, int64_t cols, int64_t ld) {
-  return largest_bits_impl(Y, rows, cols, ld);
-}
-
 constexpr int64_t kParallelWork = int64_t(1) << 22;  // elements read; below this OpenMP costs more
 constexpr int64_t kPrefetchAhead = 4;                  // pairs ahead whose rows are prefetched
 
@@ -169,12 +159,10 @@ std::vector<int64_t> pairs_by_row(int64_t n, const int64_t* i, const int64_t* j,
   return order;
 }
 
-constexpr int64_t kCachedBytes = int64_t(1) << 20;  // Y this small stays in cache: no prefetch, no sort
-
 template <typename T>
 void over_pairs(const T* Y, int64_t n, int64_t ld, int64_t p, const int64_t* i, const int64_t* j, int64_t B,
                 Metric metric, bool parallel, double* out) {
-  const bool large = n * ld * static_cast<int64_t>(sizeof(T)) > kCachedBytes;
+  const bool large = n * ld * static_cast<int64_t>(sizeof(T)) > kCoreCacheBytes;  // else: no prefetch, no sort
   std::vector<int64_t> order;
   // Sorted when rows recur within the batch (B >= n) and the rows are wide (float32/64): 17 % off the
   // float32 gather at n = 10^4 (2 threads); float16 rows (F16C-bound) and batches with few repeats
@@ -205,14 +193,14 @@ void neural_distances_impl(const T* Y, int64_t n, int64_t p, int64_t ld, const i
 
 }  // namespace
 
-uint64_t largest_magnitude_bits(const uint16_t* Y, int64_t rows, int64_t cols, int64_t ld) {
-  return largest_bits(Y, rows, cols, ld);
+FASTMLEM_CLONES uint64_t largest_magnitude_bits(const uint16_t* Y, int64_t rows, int64_t cols, int64_t ld) {
+  return largest_bits_impl(Y, rows, cols, ld);
 }
-uint64_t largest_magnitude_bits(const uint32_t* Y, int64_t rows, int64_t cols, int64_t ld) {
-  return largest_bits(Y, rows, cols, ld);
+FASTMLEM_CLONES uint64_t largest_magnitude_bits(const uint32_t* Y, int64_t rows, int64_t cols, int64_t ld) {
+  return largest_bits_impl(Y, rows, cols, ld);
 }
-uint64_t largest_magnitude_bits(const uint64_t* Y, int64_t rows, int64_t cols, int64_t ld) {
-  return largest_bits(Y, rows, cols, ld);
+FASTMLEM_CLONES uint64_t largest_magnitude_bits(const uint64_t* Y, int64_t rows, int64_t cols, int64_t ld) {
+  return largest_bits_impl(Y, rows, cols, ld);
 }
 
 void neural_distances(const uint16_t* Y, int64_t n, int64_t p, int64_t ld, const int64_t* i, const int64_t* j,
@@ -233,8 +221,8 @@ void neural_distances(const double* Y, int64_t n, int64_t p, int64_t ld, const i
 void NeuralSource::distances(const int64_t* i, const int64_t* j, int64_t B, double nan_to_num, bool parallel,
                              double* y) const {
   if (rdm != nullptr) {
-    const bool misses = n * (n - 1) / 2 * static_cast<int64_t>(sizeof(double)) > (int64_t(1) << 25);
-#pragma omp parallel for schedule(static) if (parallel && misses && B > 8192)  // an RDM beyond the caches
+    const bool misses = n * (n - 1) / 2 * static_cast<int64_t>(sizeof(double)) > kSharedCacheBytes;
+#pragma omp parallel for schedule(static) if (parallel && misses && B > 8192)
     for (int64_t k = 0; k < B; ++k) {  // condensed-RDM lookup, 0 on the diagonal
       const int64_t a = std::min(i[k], j[k]), b = std::max(i[k], j[k]);
       y[k] = a == b ? 0.0 : rdm[condensed_index(n, a, b)];
@@ -259,19 +247,7 @@ void condensed_from_gram_impl(const G_t* G, const double* sq, int64_t r0, int64_
 #pragma omp parallel for schedule(dynamic, 16) if ((r1 - r0) * ld > (int64_t(1) << 18))
   for (int64_t r = r0; r < r1; ++r) {
     const G_t* g = G + (r - r0) * ld + (r + 1 - r0);  // g[c - r - 1] = <y_r, y_c>
-    double* row = out + condensed_index(n, r, r + 1);   // row[c - r - 1] = d(r, c)
-    const double* sq_c = sq + r + 1;
-    const int64_t len = n - r - 1;
-    if (cosine) {
-      const double nr = std::sqrt(sq[r]);
-      for (int64_t c = 0; c < len; ++c) {
-        const double den = nr * std::sqrt(sq_c[c]);
-        row[c] = den > 0 ? 1.0 - static_cast<double>(g[c]) / den : 1.0;
-      }
-    } else {
-      for (int64_t c = 0; c < len; ++c)
-        row[c] = std::sqrt(std::max(sq[r] + sq_c[c] - 2.0 * static_cast<double>(g[c]), 0.0));
-    }
+    gram_row_dissimilarities(g, sq, r, n - r - 1, cosine, out + condensed_index(n, r, r + 1));
   }
 }
 

@@ -26,22 +26,6 @@ struct Moments {
   }
 };
 
-// Dissimilarities out[c] of stimulus r to stimuli r + 1 + c, c < len, from their Gram entries g:
-// euclidean distances from the squared norms sq, or cosine distances 1 - g / (|r| |c|) from the
-// inverse norms inv (0 for a zero row, whose distances are then 1), as condensed_from_gram forms
-// them up to rounding. Branch-free loops: they vectorise.
-template <typename G_t>
-void row_dissimilarities(const G_t* g, const double* sq, const double* inv, int64_t r, int64_t len, bool cosine,
-                         double* out) {
-  if (cosine) {
-    const double ir = inv[r];
-    for (int64_t c = 0; c < len; ++c) out[c] = 1.0 - static_cast<double>(g[c]) * ir * inv[r + 1 + c];
-    return;
-  }
-  for (int64_t c = 0; c < len; ++c)
-    out[c] = std::sqrt(std::max(sq[r] + sq[r + 1 + c] - 2.0 * static_cast<double>(g[c]), 0.0));
-}
-
 // Moments of one row's pairs: means, then centred sums (two passes over the row, in cache), with
 // four partial sums per quantity so that the loops vectorise.
 Moments row_moments(const double* a, const double* b, int64_t len) {
@@ -76,11 +60,6 @@ void rdm_moments_impl(const G_t* Gx, const double* sqx, const G_t* Gy, const dou
                       int64_t n, bool cosine, double* stats) {
   const int64_t ld = n - r0;
   std::vector<Moments> rows(r1 - r0);  // one per row, combined in row order: the same sums on any thread count
-  std::vector<double> invx(cosine ? n : 0), invy(cosine ? n : 0);
-  for (int64_t k = cosine ? r0 : n; k < n; ++k) {
-    invx[k] = sqx[k] > 0 ? 1.0 / std::sqrt(sqx[k]) : 0.0;
-    invy[k] = sqy[k] > 0 ? 1.0 / std::sqrt(sqy[k]) : 0.0;
-  }
   OmpGuard guard;
 #pragma omp parallel if ((r1 - r0) * ld > (int64_t(1) << 18))
   {
@@ -90,8 +69,8 @@ void rdm_moments_impl(const G_t* Gx, const double* sqx, const G_t* Gy, const dou
     for (int64_t r = r0; r < r1; ++r) {
       const int64_t len = n - r - 1, at = (r - r0) * ld + (r + 1 - r0);
       if (!ready || len == 0) continue;
-      row_dissimilarities(Gx + at, sqx, invx.data(), r, len, cosine, a.data());
-      row_dissimilarities(Gy + at, sqy, invy.data(), r, len, cosine, b.data());
+      gram_row_dissimilarities(Gx + at, sqx, r, len, cosine, a.data());
+      gram_row_dissimilarities(Gy + at, sqy, r, len, cosine, b.data());
       rows[r - r0] = row_moments(a.data(), b.data(), len);
     }
   }
