@@ -90,7 +90,9 @@ void permutation_spearman(const double* pred, const double* permuted, const doub
                           int64_t B, double* base, double* permuted_out);
 
 // Neural distances of B sampled pairs of rows of Y (n, p), row stride ld elements, unit column stride,
-// float16 (uint16_t bits), float32 or float64; accumulated in double (pair_math.hpp). `parallel`:
+// float16 (uint16_t bits), float32 or float64 (pair_math.hpp's metrics): euclidean and manhattan of
+// float16/32 rows summed in float in blocks of 1,024 (relative error < 1.2e-6; a sum beyond float's
+// range is taken again in double), everything else in double. `parallel`:
 // OpenMP across pairs when the work is large (off inside an outer parallel region).
 void neural_distances(const uint16_t* Y, int64_t n, int64_t p, int64_t ld, const int64_t* i, const int64_t* j,
                       int64_t B, Metric metric, double* out, bool parallel = true);

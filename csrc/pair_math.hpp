@@ -22,9 +22,9 @@ constexpr const char* kMetricNames[kMetricCount] = {"euclidean", "manhattan", "c
 // Sums of one pair of rows a, b: accumulate() one coordinate at a time (partial sums of several
 // threads simply add up), then finish(). cosine is 1 - cos (1 when either row is zero);
 // norm_diff is | |a| - |b| |.
-template <Metric M>
-FASTMLEM_HD inline void accumulate(double a, double b, double& s, double& ab, double& aa, double& bb) {
-  if (M == Metric::euclidean) { const double d = a - b; s += d * d; }
+template <Metric M, typename V = double>
+FASTMLEM_HD inline void accumulate(V a, V b, V& s, V& ab, V& aa, V& bb) {
+  if (M == Metric::euclidean) { const V d = a - b; s += d * d; }
   if (M == Metric::manhattan) s += std::fabs(a - b);
   if (M == Metric::cosine) ab += a * b;
   if (M == Metric::cosine || M == Metric::norm_diff) { aa += a * a; bb += b * b; }

@@ -353,11 +353,17 @@ def test_fused_mlem_step_with_precomputed_feature_distances(interactions):
 
 
 # ------------------------------------------------------------- neural distances of sampled pairs ---
+def neural_rtol(Y, metric):
+    """Float16/32 rows are summed in float for euclidean and manhattan (error bound ~1.1e-6 on the
+    squared sum / the sum), in double otherwise."""
+    return 1e-6 if np.asarray(Y).dtype.itemsize < 8 and metric in ("euclidean", "manhattan") else 1e-12
+
+
 def _check_neural(Y, i, j, atol=1e-12):
     for metric in nb.METRICS:
         got = ops.neural_distances(Y, i, j, metric)
         assert got.dtype == np.float64 and got.shape == (len(i),)
-        np.testing.assert_allclose(got, nb.neural_distances(Y, i, j, metric), rtol=1e-12, atol=atol,
+        np.testing.assert_allclose(got, nb.neural_distances(Y, i, j, metric), rtol=neural_rtol(Y, metric), atol=atol,
                                    err_msg=metric)
 
 
@@ -394,10 +400,28 @@ def test_neural_distances_non_contiguous_and_huge_p():
     i, j = ops.sample_pairs(15, 500, 2)
     for view in (big[::2], big[::2, 50:300], big[:15, ::3], big[:, :15].T, big[::-2], np.asfortranarray(big[:15])):
         _check_neural(view, i, j)
-    Y = rng.normal(size=(4, 1_000_000))  # long rows: sums in double
+    Y = rng.normal(size=(4, 1_000_000))  # long rows: sums in double, float sums in blocks
+    Y[2], Y[3] = 0.0, 1.01  # equal terms: one float sum of all of them would round the same way each time
     i, j = np.array([0, 1, 2, 3, 0]), np.array([1, 2, 3, 0, 0])
-    _check_neural(Y, i, j, atol=1e-9)
-    _check_neural(Y.astype(np.float32), i, j, atol=1e-9)
+    for dtype in (np.float16, np.float32, np.float64):
+        _check_neural(Y.astype(dtype), i, j, atol=1e-9)
+
+
+@pytest.mark.parametrize("dtype,scale", [(np.float32, s) for s in (2.0**-60, 1e-30, 1.0, 1e18, 1e30)]
+                         + [(np.float16, 1.0), (np.float16, 2.0**-12)])
+def test_float_sums_do_not_depend_on_the_scale(dtype, scale):
+    """Euclidean / manhattan sums of float16/32 rows taken in float: a sum that would underflow or
+    overflow float is taken again in double, so tiny and huge Y give the twin's distances."""
+    rng = np.random.default_rng(8)
+    Y = rng.normal(size=(50, 300))
+    Y[1] = Y[0] + 1e-3 * rng.normal(size=300)  # a near-duplicate: small squared sum
+    Y = (Y * scale).astype(dtype)
+    i, j = ops.sample_pairs(50, 2000, 1)
+    i[:3], j[:3] = [0, 1, 2], [1, 0, 2]
+    for metric in ("euclidean", "manhattan"):
+        got, want = ops.neural_distances(Y, i, j, metric), nb.neural_distances(Y, i, j, metric)
+        assert np.isfinite(got).all() and (got[:2] > 0).all() and got[2] == 0
+        np.testing.assert_allclose(got, want, rtol=1e-6, atol=0, err_msg=metric)
 
 
 def test_neural_distances_errors():

@@ -17,44 +17,92 @@ namespace fastmlem {
 namespace {
 
 // Independent partial sums per pass: one vector accumulator would make every FMA wait for the last
-// (latency 4, two per cycle), so the loop runs kLanes sums side by side, at any vector width.
+// (latency 4, two per cycle), so the loop runs L sums side by side, at any vector width.
 constexpr int kLanes = 32;
 
-template <Metric M>
+template <Metric M, typename Acc = double>
 struct PairSums {
-  double s[kLanes] = {}, ab[kLanes] = {}, aa[kLanes] = {}, bb[kLanes] = {};
+  static constexpr int L = kLanes * static_cast<int>(sizeof(double) / sizeof(Acc));  // float: twice as many
+  Acc s[L] = {}, ab[L] = {}, aa[L] = {}, bb[L] = {};
 
   template <typename T>
-  inline void add(const T* a, const T* b, int64_t p) {  // p a multiple of kLanes
-    for (int64_t k = 0; k < p; k += kLanes) {
+  inline void add(const T* a, const T* b, int64_t p) {  // p a multiple of L
+    for (int64_t k = 0; k < p; k += L) {
 #pragma omp simd
-      for (int l = 0; l < kLanes; ++l) accumulate<M>(load(a + k + l), load(b + k + l), s[l], ab[l], aa[l], bb[l]);
+      for (int l = 0; l < L; ++l)
+        accumulate<M, Acc>(static_cast<Acc>(load(a + k + l)), static_cast<Acc>(load(b + k + l)), s[l], ab[l], aa[l], bb[l]);
     }
   }
 
-  template <typename T>
-  inline double finish_with_tail(const T* a, const T* b, int64_t len) {
+  // t (s, ab, aa, bb) += the lanes, added in double by vector reductions (a chain of 4 x L
+  // dependent adds would cost as much as a 768-wide row)
+  inline void add_to(double* t) const {
     double S = 0, AB = 0, AA = 0, BB = 0;
-    for (int64_t k = 0; k < len; ++k) accumulate<M>(load(a + k), load(b + k), S, AB, AA, BB);
-    for (int l = 0; l < kLanes; ++l) { S += s[l]; AB += ab[l]; AA += aa[l]; BB += bb[l]; }
-    return finish<M>(S, AB, AA, BB);
+    if constexpr (M == Metric::euclidean || M == Metric::manhattan) {
+#pragma omp simd reduction(+ : S)
+      for (int l = 0; l < L; ++l) S += s[l];
+    } else {
+#pragma omp simd reduction(+ : AB, AA, BB)
+      for (int l = 0; l < L; ++l) { AB += ab[l]; AA += aa[l]; BB += bb[l]; }
+    }
+    t[0] += S; t[1] += AB; t[2] += AA; t[3] += BB;
   }
 };
 
-// One pass over rows a and b (unit stride).
+// Rows are summed in blocks of kBlock elements, each block in fresh lanes (a lane sums at most
+// kBlock / L terms, so the rounding error does not grow with p), blocks and the tail in double.
+constexpr int64_t kBlock = 1024;
+
+// t (s, ab, aa, bb) = the sums of rows a, b (unit stride), lanes of type Acc; add_block(sums, a', b',
+// len) adds one block (len a multiple of L) to sums.
+template <Metric M, typename Acc, typename T, typename AddBlock>
+inline void blocked_totals(const T* a, const T* b, int64_t p, AddBlock&& add_block, double* t) {
+  const int64_t body = p - p % PairSums<M, Acc>::L;
+  for (int64_t k0 = 0; k0 < body; k0 += kBlock) {
+    PairSums<M, Acc> sums;
+    add_block(sums, a + k0, b + k0, std::min(kBlock, body - k0));
+    sums.add_to(t);
+  }
+  for (int64_t k = body; k < p; ++k) accumulate<M, double>(load(a + k), load(b + k), t[0], t[1], t[2], t[3]);
+}
+
+constexpr auto kPlainAdd = [](auto& sums, const auto* a, const auto* b, int64_t len) { sums.add(a, b, len); };
+
+// One pass over rows a and b, in double.
 template <Metric M, typename T>
 double pair_distance(const T* a, const T* b, int64_t p) {
-  PairSums<M> sums;
-  const int64_t body = p - p % kLanes;
-  sums.add(a, b, body);
-  return sums.finish_with_tail(a + body, b + body, p - body);
+  double t[4] = {};
+  blocked_totals<M, double>(a, b, p, kPlainAdd, t);
+  return finish<M>(t[0], t[1], t[2], t[3]);
+}
+
+// float16/float32 rows, euclidean or manhattan (sums of non-negative terms): the terms in float,
+// twice the lanes of double per vector op and no conversion to double: relative error <= (kBlock /
+// 64 + 3) * 2^-24 on the sum (tests: 1e-6 on the distance). A total outside [kFloatSumMin,
+// kFloatSumMax] is taken again in double (terms that underflowed then weigh < p * 2^-40 of it; inf
+// when one overflowed), so results do not depend on Y's scale.
+constexpr double kFloatSumMin = 0x1p-110, kFloatSumMax = 0x1p120;
+template <Metric M>
+constexpr bool kFloatSums = M == Metric::euclidean || M == Metric::manhattan;
+
+template <Metric M, typename T, typename AddBlock>
+inline double float_pair_distance(const T* a, const T* b, int64_t p, AddBlock&& add_block) {
+  double t[4] = {};
+  blocked_totals<M, float>(a, b, p, add_block, t);
+  if (!(t[0] >= kFloatSumMin && t[0] <= kFloatSumMax)) return pair_distance<M>(a, b, p);
+  return finish<M>(t[0], 0, 0, 0);
 }
 
 template <typename T>
 double row_norm(const T* a, int64_t p) {
   double aa = 0;
-#pragma omp simd reduction(+ : aa)
-  for (int64_t k = 0; k < p; ++k) { const double v = load(a + k); aa += v * v; }
+  for (int64_t k0 = 0; k0 < p; k0 += kBlock) {  // in blocks, as the pairs
+    double block = 0;
+    const int64_t k1 = std::min(p, k0 + kBlock);
+#pragma omp simd reduction(+ : block)
+    for (int64_t k = k0; k < k1; ++k) { const double v = load(a + k); block += v * v; }
+    aa += block;
+  }
   return std::sqrt(aa);
 }
 
@@ -72,26 +120,37 @@ double row_norm(const T* a, int64_t p) {
 
 template <typename T>
 inline double row_distance_impl(const T* a, const T* b, int64_t p, Metric metric) {
-  return with_metric(metric, [&](auto M) { return pair_distance<decltype(M)::value>(a, b, p); });
+  return with_metric(metric, [&](auto M) {
+    constexpr Metric m = decltype(M)::value;
+    if constexpr (kFloatSums<m> && sizeof(T) < 8) return float_pair_distance<m>(a, b, p, kPlainAdd);
+    return pair_distance<m>(a, b, p);
+  });
 }
 
 #if FASTMLEM_X86_DISPATCH
-// Rows converted 256 halves at a time into float buffers by F16C, then the float loop.
+// f[0, len) = the halves h[0, len) as floats, by F16C (len a multiple of 8).
+__attribute__((target("arch=x86-64-v3"))) inline void halves_to_floats(const uint16_t* h, int64_t len, float* f) {
+  for (int64_t e = 0; e < len; e += 8)
+    _mm256_store_ps(f + e, _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(h + e))));
+}
+
 template <Metric M>
 __attribute__((target("arch=x86-64-v3"), flatten)) double half_pair_f16c(const uint16_t* a, const uint16_t* b, int64_t p) {
-  constexpr int64_t kChunk = 256;
+  constexpr int64_t kChunk = 256;  // halves converted at a time: the float buffers stay in L1
   alignas(32) float fa[kChunk], fb[kChunk];
-  PairSums<M> sums;
-  const int64_t body = p - p % kLanes;  // chunks are multiples of kLanes; the tail is read as halves
-  for (int64_t k0 = 0; k0 < body; k0 += kChunk) {
-    const int64_t len = std::min(kChunk, body - k0);
-    for (int64_t e = 0; e < len; e += 8) {
-      _mm256_store_ps(fa + e, _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(a + k0 + e))));
-      _mm256_store_ps(fb + e, _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(b + k0 + e))));
+  // sums += the pairs a[0, len), b[0, len) (len a multiple of sums.L)
+  const auto add_converted = [&](auto& sums, const uint16_t* ha, const uint16_t* hb, int64_t len) {
+    for (int64_t k0 = 0; k0 < len; k0 += kChunk) {
+      const int64_t chunk = std::min(kChunk, len - k0);
+      halves_to_floats(ha + k0, chunk, fa);
+      halves_to_floats(hb + k0, chunk, fb);
+      sums.add(fa, fb, chunk);
     }
-    sums.add(fa, fb, len);
-  }
-  return sums.finish_with_tail(a + body, b + body, p - body);
+  };
+  if constexpr (kFloatSums<M>) return float_pair_distance<M>(a, b, p, add_converted);
+  double t[4] = {};  // cosine, norm_diff: the converted floats summed in double
+  blocked_totals<M, double>(a, b, p, add_converted, t);
+  return finish<M>(t[0], t[1], t[2], t[3]);
 }
 
 __attribute__((target("arch=x86-64-v3"), flatten)) double row_distance_f16c(const uint16_t* a, const uint16_t* b, int64_t p,
