@@ -123,8 +123,15 @@ struct NeuralSource {
   int itemsize = 8;
   int64_t p = 0, ld = 0;
   Metric metric = Metric::euclidean;
+  const double* norms = nullptr;  // norm_diff: Y's row norms (n,), once cached by cache_norms
   // y[k] = distance of pair (i[k], j[k]), NaN -> nan_to_num.
   void distances(const int64_t* i, const int64_t* j, int64_t B, double nan_to_num, bool parallel, double* y) const;
+  // The order in which distances() would visit a whole batch's pairs for locality (pairs_by_row), or
+  // empty for their own order: for a caller that splits the batch into chunks, which would lose it.
+  std::vector<int64_t> visit_order(const int64_t* i, const int64_t* j, int64_t B) const;
+  // norm_diff of rows of Y: computes every row norm once into `store` (which must outlive this
+  // source's use) so that distances() looks them up; nothing otherwise.
+  void cache_norms(std::vector<double>& store);
 };
 
 // The one definition of a dissimilarity from Gram entries: row[c] = d(r, r + 1 + c), c < len, from

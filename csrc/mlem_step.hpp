@@ -1,6 +1,8 @@
 // MLEM's training step fused into one call: sample pairs, predictor rows, neural distances (from a
 // condensed RDM or gathered from the rows of Y), running min-max + square, prediction, soft ranks, Pearson and its gradient.
 // The same objective as fastmlem.ops.rank_loss_grad (tested equal), without per-step Python.
+// Threads: one parallel region per step (batches of 4,096 pairs and more) in which one thread ranks
+// the predictions while all take chunks of pairs' neural distances; the last to finish ranks them.
 #pragma once
 #include <cstdint>
 #include <vector>
@@ -20,6 +22,8 @@ class MlemStep {
   // neural distances; writes grad_w (q); returns the score pearson(softrank(F w), softrank(y)).
   double step(uint64_t stream, const double* w, double* lo, double* hi, double* grad_w);
   int64_t columns() const { return q_; }
+  MlemStep(const MlemStep&) = delete;  // targets_ may point into norms_
+  MlemStep& operator=(const MlemStep&) = delete;
 
  private:
   const double* X_;
@@ -28,8 +32,8 @@ class MlemStep {
   bool precomputed_, interactions_, kl_;
   double nan_to_num_, strength_;
   uint64_t seed_;
-  std::vector<int64_t> i_, j_, perm_, block_, perm_y_, block_y_;
-  std::vector<double> F_, y_, pred_, rank_x_, rank_y_, g_, gx_;
+  std::vector<int64_t> i_, j_, perm_, block_, perm_y_, block_y_, visit_i_, visit_j_;
+  std::vector<double> norms_, visit_y_, F_, y_, pred_, rank_x_, rank_y_, g_, gx_;
 };
 
 }  // namespace fastmlem

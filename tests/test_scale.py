@@ -39,18 +39,40 @@ def test_fused_step_gathering_rows_equals_the_numpy_twin(dtype, metric, interact
         np.testing.assert_allclose(grad_f, grad_t, rtol=1e-7, atol=1e-10)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("metric", ["euclidean", "norm_diff"])
+def test_fused_step_over_threads_in_row_order_equals_the_numpy_twin(dtype, metric):
+    """A batch large enough for the step's parallel region (5 chunks of pairs, the targets ranked by
+    whichever thread ends last) over rows past a core's cache, taken in row order and put back."""
+    X, Y = _data(n=1500, p=400)
+    Y = Y.astype(dtype)
+    w = np.random.default_rng(1).uniform(0.1, 1, X.shape[1])
+    fused = ops.mlem_step(X, Y, False, 0.0, 5000, 7, metric=metric)
+    twin = nb.mlem_step(X, Y, False, 0.0, 5000, 7, metric=metric)
+    lo_f = lo_t = np.inf
+    hi_f = hi_t = -np.inf
+    rtol = neural_rtol(Y, metric)  # float32 rows summed in float: the twin's targets differ by ~1e-9
+    for stream in range(2):
+        score_f, grad_f, lo_f, hi_f = fused(stream, w, lo_f, hi_f)
+        score_t, grad_t, lo_t, hi_t = twin(stream, w, lo_t, hi_t)
+        assert (lo_f, hi_f) == pytest.approx((lo_t, hi_t), rel=rtol)
+        assert score_f == pytest.approx(score_t, abs=10 * rtol)
+        np.testing.assert_allclose(grad_f, grad_t, rtol=100 * rtol, atol=1e-10)
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_fused_importance_gathering_rows_equals_the_numpy_twin(dtype):
+@pytest.mark.parametrize("metric", ["euclidean", "norm_diff"])
+def test_fused_importance_gathering_rows_equals_the_numpy_twin(dtype, metric):
     X, Y = _data(n=70)
     Y = Y.astype(dtype)
     w = np.array([0.6, 0.2, 0.5, 0.1])
     args = (w, False, 0.0, 300, 5, 2**32, 9, 3)
-    base, permuted = ops.permutation_importance(X, Y, *args)
-    base_t, permuted_t = nb.permutation_importance(X, Y, *args)
+    base, permuted = ops.permutation_importance(X, Y, *args, metric=metric)
+    base_t, permuted_t = nb.permutation_importance(X, Y, *args, metric=metric)
     np.testing.assert_allclose(base, base_t, atol=1e-12)
     np.testing.assert_allclose(permuted, permuted_t, atol=1e-12)
     # the same tasks through the condensed RDM give the same numbers
-    D = ops.condensed_rdm(Y.astype(np.float64))
+    D = ops.condensed_rdm(Y.astype(np.float64), metric)
     base_d, permuted_d = ops.permutation_importance(X, D, *args)
     np.testing.assert_allclose(base_d, base, atol=1e-9)
     np.testing.assert_allclose(permuted_d, permuted, atol=1e-9)

@@ -13,6 +13,9 @@ void permutation_importance(const double* X, int64_t n, int64_t m, bool precompu
                             const NeuralSource& targets, const double* w, int64_t B, uint64_t seed, uint64_t stream0,
                             uint64_t perm_seed, int64_t n_tasks, int64_t P, double* base, double* permuted) {
   const int64_t q = interactions ? m * (m + 1) / 2 : m;
+  NeuralSource source = targets;
+  std::vector<double> norms;
+  if (n <= n_tasks * 2 * B) source.cache_norms(norms);  // when the tasks would read more rows than Y has
   OmpGuard guard;
 #pragma omp parallel if (n_tasks > 1)
   {
@@ -31,7 +34,7 @@ void permutation_importance(const double* X, int64_t n, int64_t m, bool precompu
       const int64_t column = t / P;
       sample_pairs(n, B, seed, stream0 + static_cast<uint64_t>(t), i.data(), j.data());
       feature_distances(X, n, m, precomputed, i.data(), j.data(), B, interactions, nan_to_num, F.data());
-      targets.distances(i.data(), j.data(), B, nan_to_num, false, y.data());
+      source.distances(i.data(), j.data(), B, nan_to_num, false, y.data());
       // the permutation of numpy_backend.random_permutations: stable argsort of 53-bit keys
       const uint64_t key = stream_key(perm_seed, static_cast<uint64_t>(t));
       for (int64_t k = 0; k < B; ++k)

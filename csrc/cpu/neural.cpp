@@ -218,15 +218,20 @@ std::vector<int64_t> pairs_by_row(int64_t n, const int64_t* i, const int64_t* j,
   return order;
 }
 
+// Rows past a core's cache are prefetched; their pairs are also taken in row order (pairs_by_row) when
+// rows recur within the batch (B >= n) and are wide (float32/64): 17 % off the float32 gather at
+// n = 10^4 (2 threads); float16 rows (F16C-bound) and batches with few repeats did not gain (measured).
+bool rows_past_core_cache(int64_t n, int64_t ld, int itemsize) { return n * ld * itemsize > kCoreCacheBytes; }
+bool pairs_in_row_order(int64_t n, int64_t ld, int itemsize, int64_t B) {
+  return rows_past_core_cache(n, ld, itemsize) && itemsize >= 4 && B >= n;
+}
+
 template <typename T>
 void over_pairs(const T* Y, int64_t n, int64_t ld, int64_t p, const int64_t* i, const int64_t* j, int64_t B,
                 Metric metric, bool parallel, double* out) {
-  const bool large = n * ld * static_cast<int64_t>(sizeof(T)) > kCoreCacheBytes;  // else: no prefetch, no sort
+  const bool large = rows_past_core_cache(n, ld, sizeof(T));
   std::vector<int64_t> order;
-  // Sorted when rows recur within the batch (B >= n) and the rows are wide (float32/64): 17 % off the
-  // float32 gather at n = 10^4 (2 threads); float16 rows (F16C-bound) and batches with few repeats
-  // did not gain (measured).
-  if (large && sizeof(T) >= 4 && B >= n) order = pairs_by_row(n, i, j, B);
+  if (pairs_in_row_order(n, ld, sizeof(T), B)) order = pairs_by_row(n, i, j, B);
   const int64_t* at = order.empty() ? nullptr : order.data();  // at[k]: the pair computed k-th
 #pragma omp parallel for schedule(static) if (parallel && B * p > kParallelWork)
   for (int64_t k = 0; k < B; ++k) {
@@ -240,14 +245,23 @@ void over_pairs(const T* Y, int64_t n, int64_t ld, int64_t p, const int64_t* i, 
 }
 
 template <typename T>
+void row_norms(const T* Y, int64_t n, int64_t p, int64_t ld, bool parallel, double* norms) {
+#pragma omp parallel for schedule(static) if (parallel && n * p > kParallelWork)
+  for (int64_t r = 0; r < n; ++r) norms[r] = row_norm(Y + r * ld, p);
+}
+
+void norm_differences(const double* norms, const int64_t* i, const int64_t* j, int64_t B, double* out) {
+  for (int64_t k = 0; k < B; ++k) out[k] = std::fabs(norms[i[k]] - norms[j[k]]);
+}
+
+template <typename T>
 void neural_distances_impl(const T* Y, int64_t n, int64_t p, int64_t ld, const int64_t* i, const int64_t* j,
                            int64_t B, Metric metric, bool parallel, double* out) {
   // norm_diff: every row norm once when that reads less than the pairs would, else per pair.
   if (metric != Metric::norm_diff || n > 2 * B) return over_pairs(Y, n, ld, p, i, j, B, metric, parallel, out);
   std::vector<double> norms(n);
-#pragma omp parallel for schedule(static) if (parallel && n * p > kParallelWork)
-  for (int64_t r = 0; r < n; ++r) norms[r] = row_norm(Y + r * ld, p);
-  for (int64_t k = 0; k < B; ++k) out[k] = std::fabs(norms[i[k]] - norms[j[k]]);
+  row_norms(Y, n, p, ld, parallel, norms.data());
+  norm_differences(norms.data(), i, j, B, out);
 }
 
 }  // namespace
@@ -279,7 +293,9 @@ void neural_distances(const double* Y, int64_t n, int64_t p, int64_t ld, const i
 
 void NeuralSource::distances(const int64_t* i, const int64_t* j, int64_t B, double nan_to_num, bool parallel,
                              double* y) const {
-  if (rdm != nullptr) {
+  if (norms != nullptr) {
+    norm_differences(norms, i, j, B, y);
+  } else if (rdm != nullptr) {
     const bool misses = n * (n - 1) / 2 * static_cast<int64_t>(sizeof(double)) > kSharedCacheBytes;
 #pragma omp parallel for schedule(static) if (parallel && misses && B > 8192)
     for (int64_t k = 0; k < B; ++k) {  // condensed-RDM lookup, 0 on the diagonal
@@ -318,6 +334,25 @@ void condensed_from_gram(const float* G, const double* sq, int64_t r0, int64_t r
 void condensed_from_gram(const double* G, const double* sq, int64_t r0, int64_t r1, int64_t n, bool cosine,
                          double* out) {
   condensed_from_gram_impl(G, sq, r0, r1, n, cosine, out);
+}
+
+}  // namespace fastmlem
+
+namespace fastmlem {
+
+std::vector<int64_t> NeuralSource::visit_order(const int64_t* i, const int64_t* j, int64_t B) const {
+  if (rdm != nullptr || norms != nullptr || metric == Metric::norm_diff || !pairs_in_row_order(n, ld, itemsize, B))
+    return {};
+  return pairs_by_row(n, i, j, B);
+}
+
+void NeuralSource::cache_norms(std::vector<double>& store) {
+  if (rdm != nullptr || metric != Metric::norm_diff) return;
+  store.resize(n);
+  if (itemsize == 2) row_norms(static_cast<const uint16_t*>(Y), n, p, ld, true, store.data());
+  else if (itemsize == 4) row_norms(static_cast<const float*>(Y), n, p, ld, true, store.data());
+  else row_norms(static_cast<const double*>(Y), n, p, ld, true, store.data());
+  norms = store.data();
 }
 
 }  // namespace fastmlem
