@@ -230,7 +230,11 @@ def test_largest_magnitude_by_bits_equals_abs_max(dtype):
         assert not np.isfinite(_largest_magnitude(b))
     # 2-D (the compiled, threaded pass): contiguous, rows of a wider array, one column, a remainder
     wide = np.tile(a, 3).reshape(30, 100)
-    for view in (a.reshape(40, 25), wide[:, 7:93], wide[:, 50:51], a[:999].reshape(37, 27), wide[::-1][::-1]):
+    # 300 columns: passes of 256 bytes of lanes, then a remainder; the extreme in lane 0 or the remainder
+    in_lane, in_tail = (np.tile(a[3:], 3)[:2700].reshape(9, 300) for _ in range(2))
+    in_lane[4, 0] = in_tail[4, 299] = -np.finfo(dtype).max
+    for view in (a.reshape(40, 25), wide[:, 7:93], wide[:, 50:51], a[:999].reshape(37, 27), wide[::-1][::-1],
+                 in_lane, in_tail):
         assert _largest_magnitude(view) == float(np.abs(view.astype(np.float64)).max())
         for bad in (np.nan, np.inf):
             b = view.copy()
