@@ -1,8 +1,8 @@
 // MLEM's training step fused into one call: sample pairs, predictor rows, neural distances (from a
 // condensed RDM or gathered from the rows of Y), running min-max + square, prediction, soft ranks, Pearson and its gradient.
 // The same objective as fastmlem.ops.rank_loss_grad (tested equal), without per-step Python.
-// Threads: one parallel region per step (batches of 4,096 pairs and more): chunks of pairs (predictor
-// rows, predictions, neural distances) on all threads, then the two soft ranks side by side.
+// Threads: one parallel region per step (batches of 4,096 pairs and more) in which one thread ranks
+// the predictions while all take chunks of pairs' neural distances; the last to finish ranks them.
 #pragma once
 #include <cstdint>
 #include <vector>

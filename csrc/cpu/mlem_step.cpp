@@ -1,6 +1,7 @@
 #include "mlem_step.hpp"
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 
 #include "kernels.hpp"
@@ -31,18 +32,17 @@ double MlemStep::step(uint64_t stream, const double* w, double* lo, double* hi, 
   const int64_t B = B_, q = q_;
   sample_pairs(n_, B, seed_, stream, i_.data(), j_.data());
   double eps_x = 0.0, eps_y = 0.0;
-  // Chunks of pairs, on all threads: predictor rows, predictions and neural distances (the misses on
-  // the rows of X and Y overlap); then the two soft ranks, one per thread.
-  const auto predict = [&](int64_t k0, int64_t len) {
-    feature_distances(X_, n_, m_, precomputed_, &i_[k0], &j_[k0], len, interactions_, nan_to_num_, &F_[k0 * q]);
-    for (int64_t k = k0; k < k0 + len; ++k) {
+  // The predictions and their soft ranks do not depend on the neural distances: one thread computes
+  // them while the others (then it too) take chunks of pairs; whichever thread completes the last
+  // chunk ranks the targets, so that the two rankings also overlap.
+  const auto rank_predictions = [&] {
+    feature_distances(X_, n_, m_, precomputed_, i_.data(), j_.data(), B, interactions_, nan_to_num_, F_.data());
+    for (int64_t k = 0; k < B; ++k) {
       const double* f = &F_[k * q];
       double s = 0.0;
       for (int64_t c = 0; c < q; ++c) s += f[c] * w[c];
       pred_[k] = s;
     }
-  };
-  const auto rank_predictions = [&] {
     eps_x = strength_of(pred_, strength_);
     soft_rank(pred_.data(), &eps_x, 1, B, kl_, rank_x_.data(), perm_.data(), block_.data());
   };
@@ -68,25 +68,22 @@ double MlemStep::step(uint64_t stream, const double* w, double* lo, double* hi, 
   const int64_t* pj = reordered ? visit_j_.data() : j_.data();
   double* py = reordered ? visit_y_.data() : y_.data();
   const int64_t chunks = (B + kChunk - 1) / kChunk;
+  std::atomic<int64_t> done{0};
   OmpGuard guard;
 #pragma omp parallel if (B >= kParallelStep)
   {
-#pragma omp for schedule(dynamic, 1)
+#pragma omp single nowait
+    guard.run(rank_predictions);
+#pragma omp for schedule(dynamic, 1) nowait
     for (int64_t c = 0; c < chunks; ++c) {
       const int64_t k0 = c * kChunk, len = std::min(kChunk, B - k0);
       guard.run([&] {
-        predict(k0, len);
         targets_.distances(pi + k0, pj + k0, len, nan_to_num_, false, py + k0);
         if (reordered)
           for (int64_t k = k0; k < k0 + len; ++k) y_[order[k]] = py[k];
       });
-    }
-#pragma omp sections
-    {
-#pragma omp section
-      guard.run(rank_predictions);
-#pragma omp section
-      guard.run(rank_targets);
+      // acq_rel: the thread that completes the count sees every other thread's distances
+      if (done.fetch_add(len, std::memory_order_acq_rel) + len == B) guard.run(rank_targets);
     }
   }
   guard.rethrow();
