@@ -96,9 +96,14 @@ def run_ours(folder, batch):
     step = ops.mlem_step(model.X_, targets, False, 0.0, model.batch_size_, 1)
     w = model.weights_
     step_s = float(np.median([_timed(lambda s=s: step(s, w, np.inf, -np.inf)) for s in range(15)]))
+    # the gather kernel alone on fresh batches of the same size (what a step cannot beat)
+    gather_s = np.nan
+    if model._rdm is None:
+        batches = [ops.sample_pairs(model.Y_.shape[0], model.batch_size_, 2, s) for s in range(15)]
+        gather_s = float(np.median([_timed(lambda b=b: ops.neural_distances(model.Y_, *b)) for b in batches]))
     imp_s = float(np.median([_timed(lambda s=s: ops.permutation_importance(
         model.X_, targets, w, False, 0.0, model.batch_size_, 1, s, 2, 1)) for s in range(5)])) / len(w)
-    return dict(fit=t_fit, score=t_score, steps=model.n_steps_, batch=model.batch_size_, step=step_s,
+    return dict(fit=t_fit, score=t_score, steps=model.n_steps_, batch=model.batch_size_, step=step_s, gather=gather_s,
                 importance=imp_s, rdm=model._rdm is not None, rss=max(0, peak - base_rss),
                 weights=model.weights_.tolist())
 
@@ -177,7 +182,7 @@ def main():
     print(f"copy bandwidth (read + write): {bandwidth / 1e9:.1f} GB/s; h = {args.dims}; defaults, seed 0, "
           f"{M} binary features")
     head = (f"{'n':>9} {'dtype':>8} {'batch':>7} {'RDM':>4} {'steps':>5} {'fit s':>7} {'score s':>7} "
-            f"{'step ms':>8} {'floor ms':>8} {'floor %':>7} {'imp ms':>7} {'imp %':>5} {'RSS+ MB':>8} {'ref s':>8} {'ratio':>6} "
+            f"{'step ms':>8} {'floor ms':>8} {'floor %':>7} {'gather %':>8} {'imp ms':>7} {'imp %':>5} {'RSS+ MB':>8} {'ref s':>8} {'ratio':>6} "
             f"{'|w-w*|':>6} {'ref':>6}")
     print(head)
     for n in [int(float(s)) for s in args.sizes.split(",")]:
@@ -198,13 +203,15 @@ def main():
             ref_err = np.linalg.norm(np.array(ref["weights"]) - w_true) if "weights" in ref else np.nan
             share = "" if ours["rdm"] else f"{100 * floor / ours['step']:.0f}"
             imp_share = "" if ours["rdm"] else f"{100 * floor / ours['importance']:.0f}"
+            gather_share = "" if ours["rdm"] else f"{100 * floor / ours['gather']:.0f}"
             print(f"{n:>9} {dtype:>8} {batch:>7} {'yes' if ours['rdm'] else 'no':>4} {ours['steps']:>5} "
                   f"{ours['fit']:>7.2f} {ours['score']:>7.2f} {ours['step'] * 1e3:>8.2f} {floor * 1e3:>8.2f} "
-                  f"{share:>7} {ours['importance'] * 1e3:>7.2f} {imp_share:>5} {ours['rss'] / 2**20:>8.0f} {ref_s:>8.2f} "
+                  f"{share:>7} {gather_share:>8} {ours['importance'] * 1e3:>7.2f} {imp_share:>5} {ours['rss'] / 2**20:>8.0f} {ref_s:>8.2f} "
                   f"{ref_s / total:>6.1f} {err:>6.3f} {ref_err:>6.3f}", flush=True)
             if "error" in ref:
                 print(f"    reference failed: {ref['error']}")
-    print("floor = B x 2 x h x bytes / copy bandwidth (gathers only); floor % = floor / measured step (imp %: per importance batch);"
+    print("floor = B x 2 x h x bytes / copy bandwidth (gathers only); floor % = floor / measured step (gather %: over the"
+          " gather kernel alone on a fresh batch; imp %: per importance batch);"
           " ratio = reference (fit + score) / fastmlem (fit + score); |w-w*| = weight error vs the planted weights")
 
 
