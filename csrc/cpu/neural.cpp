@@ -346,6 +346,27 @@ void neural_distances(const double* Y, int64_t n, int64_t p, int64_t ld, const i
   neural_distances_impl(Y, n, p, ld, i, j, B, metric, parallel, out);
 }
 
+// f(rows) with Y's rows as the pointer type of its itemsize (float16 bits, float, double).
+template <typename F>
+void with_rows(const NeuralSource& s, F&& f) {
+  if (s.itemsize == 2) f(static_cast<const uint16_t*>(s.Y));
+  else if (s.itemsize == 4) f(static_cast<const float*>(s.Y));
+  else f(static_cast<const double*>(s.Y));
+}
+
+std::vector<int64_t> NeuralSource::visit_order(const int64_t* i, const int64_t* j, int64_t B) const {
+  if (rdm != nullptr || norms != nullptr || metric == Metric::norm_diff || !pairs_in_row_order(n, ld, itemsize, B))
+    return {};
+  return pairs_by_row(n, i, j, B);
+}
+
+void NeuralSource::cache_norms(std::vector<double>& store) {
+  if (rdm != nullptr || metric != Metric::norm_diff) return;
+  store.resize(n);
+  with_rows(*this, [&](const auto* rows) { row_norms(rows, n, p, ld, true, store.data()); });
+  norms = store.data();
+}
+
 void NeuralSource::distances(const int64_t* i, const int64_t* j, int64_t B, double nan_to_num, bool parallel,
                              double* y) const {
   if (norms != nullptr) {
@@ -357,12 +378,8 @@ void NeuralSource::distances(const int64_t* i, const int64_t* j, int64_t B, doub
       const int64_t a = std::min(i[k], j[k]), b = std::max(i[k], j[k]);
       y[k] = a == b ? 0.0 : rdm[condensed_index(n, a, b)];
     }
-  } else if (itemsize == 2) {
-    neural_distances(static_cast<const uint16_t*>(Y), n, p, ld, i, j, B, metric, y, parallel);
-  } else if (itemsize == 4) {
-    neural_distances(static_cast<const float*>(Y), n, p, ld, i, j, B, metric, y, parallel);
   } else {
-    neural_distances(static_cast<const double*>(Y), n, p, ld, i, j, B, metric, y, parallel);
+    with_rows(*this, [&](const auto* rows) { neural_distances(rows, n, p, ld, i, j, B, metric, y, parallel); });
   }
   for (int64_t k = 0; k < B; ++k) {
     if (i[k] == j[k]) y[k] = 0.0;  // exactly, whatever rounding gives (cosine of a row with itself)
@@ -393,21 +410,3 @@ void condensed_from_gram(const double* G, const double* sq, int64_t r0, int64_t 
 
 }  // namespace fastmlem
 
-namespace fastmlem {
-
-std::vector<int64_t> NeuralSource::visit_order(const int64_t* i, const int64_t* j, int64_t B) const {
-  if (rdm != nullptr || norms != nullptr || metric == Metric::norm_diff || !pairs_in_row_order(n, ld, itemsize, B))
-    return {};
-  return pairs_by_row(n, i, j, B);
-}
-
-void NeuralSource::cache_norms(std::vector<double>& store) {
-  if (rdm != nullptr || metric != Metric::norm_diff) return;
-  store.resize(n);
-  if (itemsize == 2) row_norms(static_cast<const uint16_t*>(Y), n, p, ld, true, store.data());
-  else if (itemsize == 4) row_norms(static_cast<const float*>(Y), n, p, ld, true, store.data());
-  else row_norms(static_cast<const double*>(Y), n, p, ld, true, store.data());
-  norms = store.data();
-}
-
-}  // namespace fastmlem
